@@ -1,0 +1,163 @@
+"""YAML → strict pydantic model, with every error pointing at `file:line: key`."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..core.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _compose_checked(text: str, path: str) -> yaml.Node | None:
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        problem = (e.problem or e.context or "invalid YAML").strip()
+        if "\t" in text and "tab" in str(e).lower() or "found character '\\t'" in str(e):
+            problem = "tab characters are not allowed for indentation in YAML; indent with spaces"
+        raise ConfigError(f"malformed YAML: {problem}", path=path, line=line) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"malformed YAML: {e}", path=path) from None
+    if node is not None:
+        _check_duplicates(node, path)
+    return node
+
+
+def _check_duplicates(node: yaml.Node, path: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                if k.value in seen:
+                    raise ConfigError(
+                        "duplicate key; each key may appear once", path=path, line=k.start_mark.line + 1, key=k.value
+                    )
+                seen.add(k.value)
+            _check_duplicates(v, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for v in node.value:
+            _check_duplicates(v, path)
+
+
+def _node_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Walk a pydantic error location down the YAML node tree; the deepest node reached gives the line."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        nxt = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                    nxt = v
+                    line = k.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            nxt = node.value[part]
+            line = nxt.start_mark.line + 1
+        if nxt is None:
+            break
+        node = nxt
+    return line
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that owns the last key of `loc` (for 'did you mean' suggestions)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        current = _first_model(field.annotation)
+        if current is None:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _first_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(err: dict[str, Any], model: type[BaseModel]) -> tuple[tuple[Any, ...], str]:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(model, loc)
+        known = sorted(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else (f"; known keys: {', '.join(known)}" if known else "")
+        return loc, f"unknown key{hint}"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict | list):
+        msg += f" (got {err['input']!r})"
+    return loc, msg
+
+
+def parse_model(data: Any, model: type[M], *, path: str | Path, root: yaml.Node | None = None) -> M:
+    """Validate already-parsed data; errors carry `path`, and a line when the YAML node tree is given."""
+    path = str(path)
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else type(data).__name__
+        raise ConfigError(f"expected a mapping of keys at the top level, got {kind}", path=path, line=1)
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc, msg = _describe(first, model)
+        raise ConfigError(msg, path=path, line=_node_line(root, loc), key=_format_loc(loc) or None) from None
+
+
+def load_model(path: str | Path, model: type[M]) -> M:
+    """Read a YAML file into `model`; every problem becomes one ConfigError naming file, line and key."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("file not found; create it or pass the right path", path=p) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, expected a YAML file", path=p) from None
+    except PermissionError:
+        raise ConfigError("cannot read the file (permission denied)", path=p) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte {e.start}); save the file as UTF-8", path=p) from None
+    root = _compose_checked(text, str(p))
+    data = yaml.load(text, Loader=_Loader) if root is not None else None
+    return parse_model(data, model, path=p, root=root)

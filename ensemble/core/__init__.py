@@ -1,0 +1,1 @@
+"""Foundations shared by every stage: errors, atomic artifacts, progress, runtime."""

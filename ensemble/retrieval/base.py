@@ -1,0 +1,60 @@
+"""The contract every retrieval backend implements, and the one place that picks a backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..config.project import ProjectConfig
+    from ..corpus.types import Document, Passage
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str  # passage id "<doc id>#<n>"
+    doc_id: str
+    score: float  # as Elasticsearch reports _score (Lucene BM25 x (k1 + 1))
+    text: str
+
+
+class Retriever(Protocol):
+    """BM25 over passages with two analyzed fields: `text` (main analyzer) and `text.adv` (adverb-keeping)."""
+
+    def doc_hashes(self) -> dict[str, str]:
+        """doc_id → content hash of every document currently indexed."""
+        ...
+
+    def upsert(self, docs: Sequence[tuple[Document, Sequence[Passage]]]) -> None:
+        """Replace all passages of these documents (idempotent: passage ids are the keys)."""
+        ...
+
+    def delete(self, doc_ids: Iterable[str]) -> None: ...
+
+    def commit(self) -> None:
+        """Make everything written so far durable and visible to searches."""
+        ...
+
+    def search(self, query: str, theme: str | None = None, k: int = 10) -> list[Hit]:
+        """bool query: must = match(theme) on text.adv, should = match(query) on text; no theme: match(query)."""
+        ...
+
+    def passage_count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def open_retriever(cfg: ProjectConfig, *, create: bool = False, rebuild: bool = False) -> Retriever:
+    """Open the configured backend. `create` makes an empty index if none exists; otherwise a missing index is an
+    error telling the user to run `ensemble build-index`. `rebuild` starts a fresh index (swapped in on commit)."""
+    backend = cfg.index.backend
+    if backend == "embedded":
+        from .embedded import EmbeddedRetriever
+
+        return EmbeddedRetriever.open(cfg, create=create, rebuild=rebuild)
+    if backend == "elasticsearch":
+        from .elastic import ElasticRetriever
+
+        return ElasticRetriever.open(cfg, create=create, rebuild=rebuild)
+    raise NotImplementedError(f"Unknown index backend: {backend}.")
