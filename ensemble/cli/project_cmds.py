@@ -30,7 +30,7 @@ def schema(
     name: str = typer.Argument("all", help="ensemble | topics | outline | all"),
 ) -> None:
     """Print the JSON Schema of the config files (for editors)."""
-    from ..config.schemas import config_schemas
+    from ..schemas import config_schemas
 
     schemas = config_schemas()
     if name != "all":

@@ -6,17 +6,17 @@ from typing import Any
 
 
 def config_schemas() -> dict[str, dict[str, Any]]:
-    from .project import ProjectConfig
+    from .config.project import ProjectConfig
 
     out: dict[str, dict[str, Any]] = {"ensemble": ProjectConfig.model_json_schema()}
     try:  # later stages own their files' models
-        from ..training.config import TopicsFile
+        from .training.config import TopicsFile
 
         out["topics"] = TopicsFile.model_json_schema()
     except ImportError:
         pass
     try:
-        from ..compose.config import OutlineFile
+        from .compose.config import OutlineFile
 
         out["outline"] = OutlineFile.model_json_schema()
     except ImportError:
