@@ -1,5 +1,57 @@
-"""CLI commands of this stage (registered on the shared app)."""
+"""Training commands: `pretrain-base` and `train-experts`."""
 
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from .app import app, state
+
+
+@app.command("pretrain-base")
+def pretrain_base_cmd(
+    ctx: typer.Context,
+    preset: str = typer.Option("tiny", "--preset", help="tiny (minutes on a CPU) | small (for a GPU)"),
+    force: bool = typer.Option(False, "--force", help="train again even if <work_dir>/base exists"),
+) -> None:
+    """Train a tokenizer and a small GPT-2 on the corpus into <work_dir>/base (the offline base model)."""
+    from ..training.pretrain import pretrain_base
+
+    st = state(ctx)
+    path = pretrain_base(st.project(), preset=preset, progress=st.progress(), force=force)
+    if not st.quiet:
+        print(f"base model ready in {path}; next: ensemble train-experts topics.yaml", file=sys.stderr)
+
+
+@app.command("train-experts")
+def train_experts_cmd(
+    ctx: typer.Context,
+    topics: Path = typer.Argument(..., help="topics.yaml: the experts, their queries and training settings"),
+    only: list[str] = typer.Option(None, "--only", help="train only this topic (repeatable)"),
+    force: bool = typer.Option(False, "--force", help="retrain experts that are already trained"),
+    as_json: bool = typer.Option(False, "--json", help="print the expert manifests as JSON on stdout"),
+    local_rank: int = typer.Option(None, "--local_rank", "--local-rank", hidden=True),  # set by `deepspeed`
+) -> None:
+    """Retrieve each topic's passages, build its dataset and train its adapter on the shared base."""
+    from ..training.experts import train_experts
+
+    if local_rank is not None:
+        os.environ.setdefault("LOCAL_RANK", str(local_rank))
+    st = state(ctx)
+    manifests = train_experts(st.project(), topics, only=only or None, force=force, progress=st.progress())
+    if os.environ.get("RANK", "0") != "0":
+        return
+    if as_json:
+        print(json.dumps([m.model_dump(mode="json") for m in manifests], ensure_ascii=False, indent=2))
+    if not st.quiet:
+        for m in manifests:
+            print(
+                f"{m.name:<12} {m.method:<6} validation perplexity {m.val_perplexity_before:8.2f} → "
+                f"{m.val_perplexity_after:8.2f}  {m.steps:>5} steps  {m.wall_seconds:7.1f} s  "
+                f"{m.trainable_params:,} trainable",
+                file=sys.stderr,
+            )

@@ -1,0 +1,320 @@
+"""Elasticsearch's `nori` analysis chain (Lucene 8/9 Nori) emulated on mecab-ko.
+
+Chain: Nori tokenizer (decompound_mode `discard`, discard_punctuation) -> nori_part_of_speech (default stop tags)
+-> nori_readingform -> lowercase. The measured rules behind each step are in the design note `nori-parity.md`;
+the numbered comments below refer to them.
+
+This module reads python-mecab-ko's lattice (`_mecab`), which is not its public API: the equal-cost tie-break
+needs the other dictionary entries at a position, and the node walk is much faster than `MeCab.parse`.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+# Elasticsearch's default `stoptags` for nori_part_of_speech (Lucene 8/9 POS families).
+DEFAULT_STOP_TAGS: frozenset[str] = frozenset(
+    "E IC J MAG MAJ MM SP SSC SSO SC SE XPN XSA XSN XSV UNA NA VSV".split()
+)
+ADVERB_TAGS: frozenset[str] = frozenset({"MAG", "MAJ"})
+
+_DECOMPOUNDED_TYPES = frozenset({"Inflect", "Compound", "Preanalysis"})
+# Java Character.getType categories that Nori's discard_punctuation drops.
+_PUNCT_CATEGORIES = frozenset("Zs Zl Zp Cc Cf Pd Ps Pe Pc Po Pi Pf Sm Sc Sk So".split())
+_LAUGHTER = frozenset("ㅋㅎ")
+_CACHE_LIMIT = 500_000
+
+_UNK_STAT = 1
+_EOS_STAT = 3
+
+
+def pos_family(tag: str) -> str:
+    """Lucene 8/9 know one E and one J tag (rule 2)."""
+    first = tag[:1]
+    if first == "J":
+        return "J"
+    if first == "E":
+        return "E"
+    return tag
+
+
+@lru_cache(maxsize=4096)
+def is_punctuation(ch: str) -> bool:
+    """Nori's test on a token's first UTF-16 unit; a supplementary char is half a surrogate pair there (rule 3).
+    Nori also counts U+318D (ㆍ, used as an interpunct) as punctuation."""
+    if ord(ch) > 0xFFFF:
+        return False
+    return ch == "\u318d" or unicodedata.category(ch) in _PUNCT_CATEGORIES
+
+
+_SCRIPTS = (
+    "Common Inherited Hangul Latin Han Hiragana Katakana Cyrillic Greek Arabic Hebrew Thai Devanagari "
+    "Bopomofo Armenian Georgian"
+).split()
+# CJK ideographs are the one character class Nori does not group into unknown words, except the numerals.
+_UNGROUPED = ((0x2E80, 0x2EF3), (0x2F00, 0x2FD5), (0x3400, 0x4DB5), (0x4E00, 0x9FA5), (0xF900, 0xFA6A))
+_HANJA_NUMERALS = frozenset("一七万三九二五億兆八六十千四百")
+
+
+@lru_cache(maxsize=8192)
+def _char_info(ch: str) -> tuple[str, bool, bool, bool]:
+    """(script, punctuation, digit, groupable) as Nori's unknown-word rule sees one char."""
+    import regex
+
+    code = ord(ch)
+    if code > 0xFFFF:  # a surrogate pair to Java: script UNKNOWN, never punctuation, grouped
+        return "Unknown", False, False, True
+    script = next((s for s in _SCRIPTS if regex.match(rf"\p{{Script={s}}}", ch)), None)
+    if script is None:
+        script = unicodedata.name(ch, "?").split(" ", 1)[0]
+    if unicodedata.category(ch) == "Mn":
+        script = "Inherited"
+    grouped = ch in _HANJA_NUMERALS or not any(lo <= code <= hi for lo, hi in _UNGROUPED)
+    return script, is_punctuation(ch), unicodedata.category(ch) == "Nd", grouped
+
+
+def unknown_run_length(chars: str) -> int:
+    """How many leading chars of `chars` Nori puts in one unknown word (same script, Common/Inherited joining
+    any, no change in punctuation or digit-ness; ideographs stand alone)."""
+    script, punct, digit, grouped = _char_info(chars[0])
+    if not grouped:
+        return 1
+    n = 1
+    for ch in chars[1:]:
+        sc, p, d, g = _char_info(ch)
+        same = sc == script or script in ("Common", "Inherited") or sc in ("Common", "Inherited")
+        if not (same and p == punct and d == digit and g):
+            break
+        n += 1
+        if script in ("Common", "Inherited") and sc not in ("Common", "Inherited"):
+            script = sc
+    return n
+
+
+def _source_file(feature: str) -> str:
+    """The mecab-ko-dic seed CSV an entry most likely came from; Lucene reads them in name order (rule 6)."""
+    fields = feature.split(",")
+    kind = fields[4] if len(fields) > 4 else "*"
+    if kind in ("Inflect", "Preanalysis"):
+        return kind
+    tag = fields[0].split("+", 1)[0]
+    if tag[:1] == "J":
+        return "J"
+    if tag in ("SF", "SE", "SSO", "SSC", "SC", "SY"):
+        return "Symbol"
+    return tag
+
+
+def _decompose(expression: str) -> list[tuple[str, str]]:
+    pieces = []
+    for item in expression.split("+"):
+        parts = item.split("/")
+        if len(parts) >= 2 and parts[0]:
+            pieces.append((parts[0], parts[1]))
+    return pieces
+
+
+def morpheme_pieces(surface: str, feature: str, unknown: bool) -> list[tuple[str, str, bool]]:
+    """What Nori emits for one best-path node: (term before lowercasing, POS tag used by the stop filter,
+    whether it came from decompounding). Discarded punctuation yields nothing (no position either)."""
+    fields = feature.split(",")
+    pos = fields[0]
+    if unknown:
+        if set(surface) <= _LAUGHTER:
+            return [(surface, "IC", False)]  # rule 5: Lucene's dictionary has these as IC
+        if is_punctuation(surface[0]):
+            return []
+        return [(surface, pos, False)]
+    kind = fields[4] if len(fields) > 4 else "*"
+    expression = fields[7] if len(fields) > 7 else "*"
+    if kind in _DECOMPOUNDED_TYPES and expression != "*":
+        pieces = _decompose(expression)
+        if pieces:
+            return [(s, pos_family(t), True) for s, t in pieces]  # rule 1: each morpheme's own tag
+    if is_punctuation(surface[0]):
+        return []
+    left = fields[5] if kind in ("Inflect", "Preanalysis") and fields[5] != "*" else pos
+    left = pos_family(left.split("+", 1)[0])
+    reading = fields[3] if len(fields) > 3 else "*"
+    term = reading if reading not in ("*", surface) else surface  # rule 4
+    return [(term, left, False)]
+
+
+def _mecab_module():
+    try:
+        import _mecab  # python-mecab-ko's pybind module
+        import mecab_ko_dic
+        from mecab.mecab import _rcfile_option
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        from ensemble.core.errors import ConfigError
+
+        raise ConfigError(
+            f"the nori analyzers need python-mecab-ko 1.3.x and python-mecab-ko-dic ({exc}); "
+            "install them with `pip install python-mecab-ko python-mecab-ko-dic`"
+        ) from exc
+    return _mecab, [*_rcfile_option, "--dicdir", str(mecab_ko_dic.dictionary_path)]
+
+
+@lru_cache(maxsize=1)
+def _shared_tagger():
+    """One mecab Tagger per process: the dictionary is large and a Tagger may parse several lattices."""
+    _mecab, options = _mecab_module()
+    return _mecab, _mecab.Tagger(options)
+
+
+class NoriAnalyzer:
+    """Callable `str -> list[str]` giving the terms Elasticsearch's nori chain gives for `stop_tags`."""
+
+    def __init__(self, stop_tags: Iterable[str] = DEFAULT_STOP_TAGS) -> None:
+        self.stop_tags = frozenset(stop_tags)
+        self._mecab, self._tagger = _shared_tagger()
+        # (surface, feature, word cost) -> kept terms; bounded, emptied when full
+        self._terms: dict[tuple[str, str, int], tuple[str, ...]] = {}
+        # (surface, feature, word cost) -> the feature Lucene would pick among equal-cost entries
+        self._winner: dict[tuple[str, str, int], str] = {}
+
+    def __call__(self, text: str) -> list[str]:
+        return self.analyze(text)
+
+    def _parse(self, text: str):
+        lattice = self._mecab.Lattice()
+        lattice.add_request_type(self._mecab.MECAB_ALLOCATE_SENTENCE)
+        lattice.set_sentence(text)
+        if not self._tagger.parse(lattice):  # pragma: no cover - mecab reports no recoverable errors here
+            raise RuntimeError(f"mecab failed: {self._tagger.what()}")
+        return lattice
+
+    def analyze(self, text: str) -> list[str]:
+        if not text or text.isspace():
+            return []
+        lattice = self._parse(text)
+        cache = self._terms
+        out: list[str] = []
+        node = lattice.bos_node().next
+        index = 0
+        while node.stat != _EOS_STAT:
+            if node.stat == _UNK_STAT:
+                surface, last, count = _unknown_word(node)
+                terms = self._store((surface, node.feature, -1), morpheme_pieces(surface, node.feature, True))
+                node = last.next
+                index += count
+            else:
+                key = (node.surface, node.feature, node.wcost)
+                terms = cache.get(key)
+                if terms is None:
+                    feature = self._resolve(lattice, node, index, key)
+                    terms = self._store(key, morpheme_pieces(key[0], feature, False))
+                node = node.next
+                index += 1
+            if terms:
+                out.extend(terms)
+        return out
+
+    def analyze_many(self, texts: Sequence[str]) -> list[list[str]]:
+        analyze = self.analyze
+        return [analyze(t) for t in texts]
+
+    def _store(self, key, pieces) -> tuple[str, ...]:
+        stop = self.stop_tags
+        terms = tuple(t.lower() for t, tag, _ in pieces if tag not in stop)
+        if len(self._terms) >= _CACHE_LIMIT:
+            self._terms.clear()
+        self._terms[key] = terms
+        return terms
+
+    def _resolve(self, lattice, node, index: int, key) -> str:
+        """Rule 6: among entries with this node's surface, connection ids and cost, Lucene keeps the one from the
+        seed file that sorts first; mecab may keep another."""
+        winner = self._winner.get(key)
+        if winner is not None:
+            return winner
+        begin = 0  # begin_nodes is indexed by the byte offset *before* the node's leading spaces
+        walk = lattice.bos_node().next
+        for _ in range(index):
+            begin += walk.rlength
+            walk = walk.next
+        chosen = node.feature
+        chosen_file = _source_file(chosen)
+        other = lattice.begin_nodes(begin)
+        while other is not None:
+            if (
+                other.stat == 0
+                and other.length == node.length
+                and other.lc_attr == node.lc_attr
+                and other.rc_attr == node.rc_attr
+                and other.wcost == node.wcost
+                and other.surface == node.surface
+            ):
+                source = _source_file(other.feature)
+                if source < chosen_file:
+                    chosen, chosen_file = other.feature, source
+            other = other.bnext
+        if len(self._winner) >= _CACHE_LIMIT:
+            self._winner.clear()
+        self._winner[key] = chosen
+        return chosen
+
+    def tokens(self, text: str) -> list[tuple[str, int, int, int, str]]:
+        """(term, start, end, position, POS tag): Lucene's position increments (stopped tokens leave gaps,
+        discarded punctuation does not); offsets index `text` (code points)."""
+        if not text or text.isspace():
+            return []
+        lattice = self._parse(text)
+        out: list[tuple[str, int, int, int, str]] = []
+        position = -1
+        skipped = 0
+        cursor = 0
+        node = lattice.bos_node().next
+        index = 0
+        while node.stat != _EOS_STAT:
+            unknown = node.stat == _UNK_STAT
+            if unknown:
+                surface, last, count = _unknown_word(node)
+                feature = node.feature
+            else:
+                surface, last, count = node.surface, node, 1
+                feature = self._resolve(lattice, node, index, (surface, node.feature, node.wcost))
+            start = text.find(surface, cursor)
+            if start < 0:  # pragma: no cover - mecab's surface always comes from the text
+                start = cursor
+            end = start + len(surface)
+            cursor = end
+            pieces = morpheme_pieces(surface, feature, unknown)
+            spans = [(start, end)] * len(pieces)
+            if not unknown and feature.split(",")[4:5] == ["Compound"]:
+                # Lucene gives a compound's parts their own offsets, counted back from the end
+                spans, piece_end = [], end
+                for term, _, _ in reversed(pieces):
+                    spans.append((max(start, piece_end - len(term)), piece_end))
+                    piece_end -= len(term)
+                spans.reverse()
+            for (term, tag, _), (s, e) in zip(pieces, spans):
+                if tag in self.stop_tags:
+                    skipped += 1
+                    continue
+                position += 1 + skipped
+                skipped = 0
+                out.append((term.lower(), s, e, position, tag))
+            node = last.next
+            index += count
+        return out
+
+
+def _unknown_word(node):
+    """Nori makes one unknown word of the whole same-script run where no dictionary word starts; mecab may stop
+    earlier and parse the rest (퀄|에서, ①|재료). Returns the run's surface, its last mecab node and the number
+    of mecab nodes it covers; a run that would end inside a mecab node stops before that node."""
+    surface = node.surface
+    if surface[0] in _LAUGHTER or unknown_run_length(surface) < len(surface):
+        return surface, node, 1
+    last, count = node, 1
+    following = node.next
+    while following.stat != _EOS_STAT and following.rlength == following.length:
+        joined = surface + following.surface
+        if unknown_run_length(joined) < len(joined):
+            break
+        surface, last, count = joined, following, count + 1
+        following = following.next
+    return surface, last, count

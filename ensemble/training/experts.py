@@ -1,0 +1,408 @@
+"""`ensemble train-experts`: for each topic, retrieve its passages, build its dataset, train its adapter."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..config.project import ProjectConfig
+from ..core.artifacts import write_json_atomic, write_text_atomic
+from ..core.errors import ConfigError, EnsembleError
+from ..core.locks import work_lock
+from ..core.progress import NullProgress, Progress
+from .base import base_fingerprint, check_base, load_base_model
+from .config import TopicsFile, TopicSpec, TrainParams, load_topics
+from .dataset import (
+    CONDITION_FORMAT,
+    CONDITION_TOKENS,
+    DataPassage,
+    LMDataset,
+    TooFewPassages,
+    collect,
+    file_passages,
+    make_sequences,
+    pack,
+    per_passage,
+    split_train_val,
+)
+from .registry import MANIFEST_FORMAT, ExpertManifest, expert_dir, read_manifest
+from .runtime import Precision, dist_rank, quiet_hf, resolve_precision
+from .trainer import resolve_deepspeed
+
+
+@dataclass
+class Plan:
+    topic: TopicSpec
+    params: TrainParams
+    precision: Precision
+    deepspeed: dict[str, Any] | None
+    config_hash: str
+
+
+@dataclass
+class ExpertData:
+    train: list[DataPassage]
+    val: list[DataPassage]
+    hits: int  # retrieval hits before de-duplication
+
+
+def _select(topics: TopicsFile, only: Sequence[str] | str | None) -> list[TopicSpec]:
+    if not only:
+        return list(topics.topics)
+    wanted = [only] if isinstance(only, str) else list(only)
+    names = [t.name for t in topics.topics]
+    for w in wanted:
+        if w not in names:
+            raise ConfigError(
+                f"no topic named '{w}' in {topics.source}; topics: {', '.join(names)}", key="--only"
+            )
+    return [t for t in topics.topics if t.name in wanted]
+
+
+def _plan(topics: TopicsFile, topic: TopicSpec) -> Plan:
+    """Settings of one expert, validated before any model is loaded (errors point into topics.yaml)."""
+    loc = topics.topic_loc(topic.name)
+    try:
+        params = topics.params(topic)
+    except Exception as e:  # a combination only invalid once merged
+        msg = str(e).splitlines()[-1] if str(e) else type(e).__name__
+        raise topics.error(msg, *loc) from None
+    try:
+        precision = resolve_precision(params.precision)
+    except ConfigError as e:
+        raise topics.error(e.message, *topics.setting_loc(topic, "precision")) from None
+    try:
+        ds = resolve_deepspeed(
+            params.deepspeed, topics.resolve(".") if topics.source else None, method=params.method
+        )
+    except ConfigError as e:
+        raise topics.error(e.message, *topics.setting_loc(topic, "deepspeed")) from None
+    if ds is not None and params.method == "freeze" and params.freeze.gradual_unfreeze:
+        raise topics.error(
+            "gradual_unfreeze changes which parameters train mid-run, which DeepSpeed's flattened optimizer "
+            "cannot follow; turn one of them off",
+            *topics.setting_loc(topic, "deepspeed"),
+        )
+    extra = {}
+    for f in topic.files:
+        p = topics.resolve(f)
+        extra[f] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+    ident = {
+        "params": params.model_dump(),
+        "queries": topic.queries,
+        "theme": topics.theme,
+        "files": extra,
+        "name": topic.name,
+    }
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return Plan(topic, params, precision, ds, digest)
+
+
+def _retrieve(retriever: Any, topics: TopicsFile, plan: Plan) -> ExpertData:
+    topic, params = plan.topic, plan.params
+    loc = topics.topic_loc(topic.name)
+    hit_lists = [retriever.search(q, theme=topics.theme, k=params.top_k) for q in topic.queries]
+    extra: list[tuple[str, str, str]] = []
+    for j, f in enumerate(topic.files):
+        p = topics.resolve(f)
+        try:
+            text = p.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = "not found" if isinstance(e, FileNotFoundError) else f"unreadable ({e})"
+            raise topics.error(f"extra file {p} is {reason}", *loc, "files", j) from None
+        extra += [(pid, t, f) for pid, t in file_passages(Path(f).name, text)]
+    passages = collect(hit_lists, extra)
+    if not passages:
+        theme = f" with theme '{topics.theme}'" if topics.theme else ""
+        raise topics.error(
+            f"topic '{topic.name}' retrieved no passages for any of its {len(topic.queries)} queries{theme}; "
+            "rephrase the queries, check the theme, or run `ensemble build-index` on a corpus that covers it",
+            *loc,
+            "queries",
+        )
+    try:
+        train, val = split_train_val(passages, params.val_fraction, params.min_val_passages)
+    except TooFewPassages as e:
+        raise topics.error(
+            f"topic '{topic.name}' retrieved only {e.have} distinct passages but needs at least {e.need} "
+            f"({params.min_val_passages} held out for validation, the rest for training); add queries, "
+            "raise top_k, add files, or lower min_val_passages",
+            *loc,
+            "queries",
+        ) from None
+    return ExpertData(train, val, sum(len(h) for h in hit_lists))
+
+
+def _write_dataset(d: Path, topic: TopicSpec, data: ExpertData) -> str:
+    """Dataset manifest (ids, scores, hashes, sizes) and the texts; returns a hash of the whole dataset."""
+    rows = []
+    for split, ps in (("train", data.train), ("val", data.val)):
+        for p in ps:
+            rows.append(
+                {
+                    "id": p.id,
+                    "split": split,
+                    "score": p.score,
+                    "queries": [topic.queries[i] for i in p.queries],
+                    "source": p.source,
+                    "sha256": p.sha256,
+                    "chars": len(p.text),
+                }
+            )
+    digest = hashlib.sha256("".join(r["split"] + r["sha256"] for r in rows).encode()).hexdigest()
+    for split, ps in (("train", data.train), ("val", data.val)):
+        lines = [json.dumps({"id": p.id, "text": p.text}, ensure_ascii=False) for p in ps]
+        write_text_atomic(d / f"{split}.jsonl", "\n".join(lines) + "\n")
+    write_json_atomic(d / "passages.json", {"topic": topic.name, "sha256": digest, "passages": rows})
+    return digest
+
+
+def _datasets(
+    tokenizer: Any, topic: TopicSpec, params: TrainParams, data: ExpertData
+) -> tuple[LMDataset, LMDataset]:
+    condition = None
+    if params.condition.enabled:
+        vocab = tokenizer.get_vocab()
+        if not all(t in vocab for t in CONDITION_TOKENS):
+            raise ConfigError(
+                f"condition needs the special tokens {' '.join(CONDITION_TOKENS)} in the base tokenizer; the "
+                "`ensemble pretrain-base` model has them, this base does not: set condition.enabled: false",
+                key="condition.enabled",
+            )
+        name_ids = tokenizer(" " + topic.name + " ", add_special_tokens=False)["input_ids"]
+        condition = (vocab[CONDITION_TOKENS[0]], name_ids, vocab[CONDITION_TOKENS[1]])
+
+    def build(ps: list[DataPassage]) -> list[Any]:
+        ids = tokenizer([p.text for p in ps], add_special_tokens=False)["input_ids"]
+        seqs = make_sequences(ids, tokenizer.eos_token_id, condition)
+        return pack(seqs, params.block_size) if params.packing else per_passage(seqs, params.block_size)
+
+    keep = params.condition.keep_prob if condition else 1.0
+    return LMDataset(build(data.train), keep, params.seed), LMDataset(build(data.val))
+
+
+def _save_adapter(model: Any, info: Any, d: Path, fingerprint: str) -> None:
+    """Write the adapter into a scratch directory, then swap it in whole."""
+    scratch = d / ".adapter.tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    if info.method == "lora":
+        model.save_pretrained(str(scratch), safe_serialization=True)
+    else:
+        from safetensors.torch import save_file
+
+        names = set(info.trainable_names)
+        tensors = {n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if n in names}
+        scratch.mkdir(parents=True)
+        save_file(tensors, str(scratch / "trained.safetensors"), metadata={"base_fingerprint": fingerprint})
+    target = d / "adapter"
+    old = d / ".adapter.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    scratch.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _train_one(
+    cfg: ProjectConfig,
+    plan: Plan,
+    data: ExpertData,
+    fingerprint: str,
+    progress: Progress,
+    callbacks: Sequence[Any],
+    topics: TopicsFile,
+) -> ExpertManifest:
+    import torch
+    from transformers import set_seed
+
+    from .adapters import init_adapter
+    from .trainer import layerwise, perplexity, remove_checkpoints, run_training
+
+    topic, params, prec = plan.topic, plan.params, plan.precision
+    t0 = time.perf_counter()
+    d = expert_dir(cfg, topic.name)
+    main = dist_rank() == 0
+    ckpt = d / "checkpoints"
+    if main:
+        (d / "manifest.json").unlink(missing_ok=True)  # the adapter is about to change
+        run_file = ckpt / "run.json"
+        try:
+            same_run = json.loads(run_file.read_text())["config_hash"] == plan.config_hash
+        except (OSError, ValueError, KeyError):
+            same_run = False
+        if not same_run:
+            remove_checkpoints(ckpt)
+        dataset_hash = _write_dataset(d / "dataset", topic, data)
+        write_json_atomic(run_file, {"config_hash": plan.config_hash})
+    else:
+        dataset_hash = ""
+    set_seed(params.seed)
+    model, tokenizer = load_base_model(cfg, dtype=torch.float32)
+    try:
+        train_ds, val_ds = _datasets(tokenizer, topic, params, data)
+    except ConfigError as e:
+        raise topics.error(e.message, *topics.setting_loc(topic, "condition")) from None
+    model, info = init_adapter(model, params)
+    epoch_hook, lr_of = (
+        layerwise(model, params, info.frozen_layers) if params.method == "freeze" else (None, None)
+    )
+    model.to(prec.device)
+    ppl_before = perplexity(model, val_ds, tokenizer.pad_token_id, precision=prec)
+    trainer, outcome = run_training(
+        model,
+        tokenizer,
+        train_ds,
+        val_ds,
+        params,
+        prec,
+        ckpt,
+        task=topic.name,
+        progress=progress,
+        deepspeed=plan.deepspeed,
+        callbacks=callbacks,
+        epoch_hook=epoch_hook,
+        lr_of=lr_of,
+    )
+    model = trainer.model
+    ppl_after = perplexity(model, val_ds, tokenizer.pad_token_id, precision=prec)
+    hyper = params.model_dump()
+    hyper["learning_rate"] = params.lr
+    hyper.update(device=prec.device, dtype=str(prec.dtype).removeprefix("torch."))
+    manifest = ExpertManifest(
+        format=MANIFEST_FORMAT,
+        name=topic.name,
+        title=topic.title,
+        method=params.method,
+        base={
+            "name_or_path": cfg.base_model or "pretrain-base",
+            "fingerprint": fingerprint,
+            "revision": cfg.base_model_revision,
+        },
+        trained_tensors=info.trainable_names if params.method == "freeze" else [],
+        condition={
+            "enabled": params.condition.enabled,
+            "format": CONDITION_FORMAT,
+            "special_tokens": list(CONDITION_TOKENS),
+        }
+        if params.condition.enabled
+        else {"enabled": False},
+        hyperparameters={
+            **hyper,
+            **(
+                {"frozen_layers": info.frozen_layers, "n_layers": info.n_layers}
+                if params.method == "freeze"
+                else {"lora_details": info.details}
+            ),
+        },
+        data={
+            "queries": len(topic.queries),
+            "hits": data.hits,
+            "passages_train": len(data.train),
+            "passages_val": len(data.val),
+            "chars_train": sum(len(p.text) for p in data.train),
+            "chars_val": sum(len(p.text) for p in data.val),
+            "samples_train": len(train_ds),
+            "samples_val": len(val_ds),
+            "tokens_train": train_ds.n_tokens,
+            "tokens_val": val_ds.n_tokens,
+            "dataset_sha256": dataset_hash,
+        },
+        trainable_params=info.trainable_params,
+        total_params=info.total_params,
+        val_perplexity_before=ppl_before,
+        val_perplexity_after=ppl_after,
+        steps=outcome.global_step,
+        epochs=outcome.epochs,
+        tokens_seen=outcome.tokens_seen,
+        wall_seconds=round(time.perf_counter() - t0, 2),
+        train_seconds=round(outcome.train_seconds, 2),
+        tokens_per_s=round(outcome.tokens_this_run / max(outcome.train_seconds, 1e-9), 1),
+        peak_memory_bytes=outcome.peak_memory_bytes,
+        peak_memory_kind=outcome.peak_memory_kind,
+        resumed_from=outcome.resumed_from,
+        config_hash=plan.config_hash,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    if main:
+        _save_adapter(model, info, d, fingerprint)
+        write_json_atomic(d / "manifest.json", manifest.model_dump(mode="json", exclude={"path"}))
+        remove_checkpoints(ckpt)
+    progress.log(
+        f"{topic.name}: validation perplexity {ppl_before:.2f} → {ppl_after:.2f} "
+        f"({outcome.global_step} steps, {manifest.wall_seconds:.0f} s)"
+    )
+    return manifest.model_copy(update={"path": str(d)})
+
+
+def _finished(cfg: ProjectConfig, plan: Plan, fingerprint: str) -> tuple[ExpertManifest | None, str | None]:
+    """(manifest, None) when done for this config and base; (None, reason or None) when it must train."""
+    d = expert_dir(cfg, plan.topic.name)
+    if not (d / "manifest.json").is_file():
+        return None, None
+    try:
+        m = read_manifest(d)
+    except EnsembleError:
+        return None, "its manifest is unreadable"
+    if m.base.fingerprint != fingerprint:
+        return None, "the base model changed"
+    if m.config_hash != plan.config_hash:
+        return None, "its settings, queries or files changed"
+    return m, None
+
+
+def train_experts(
+    cfg: ProjectConfig,
+    topics_path: str | Path,
+    *,
+    only: Sequence[str] | str | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    callbacks: Sequence[Any] = (),
+) -> list[ExpertManifest]:
+    """Train every topic's expert (or those in `only`); finished ones are kept unless `force`, interrupted
+    ones resume from their last checkpoint. `callbacks` are extra HF TrainerCallbacks."""
+    from ..retrieval import base as retrieval
+
+    progress = progress or NullProgress()
+    topics = load_topics(topics_path)
+    selected = _select(topics, only)
+    check_base(cfg)
+    plans = [_plan(topics, t) for t in selected]
+    lock = work_lock(cfg.work_path / "training.lock") if dist_rank() == 0 else contextlib.nullcontext()
+    with lock, quiet_hf():
+        fingerprint = base_fingerprint(cfg)
+        results: dict[str, ExpertManifest] = {}
+        todo: list[Plan] = []
+        for plan in plans:
+            done, why = (None, None) if force else _finished(cfg, plan, fingerprint)
+            if done is not None:
+                progress.log(f"{plan.topic.name}: already trained; skipping (--force to retrain)")
+                results[plan.topic.name] = done
+                continue
+            if why:
+                progress.log(f"{plan.topic.name}: retraining because {why}")
+            todo.append(plan)
+        if todo:
+            retriever = retrieval.open_retriever(cfg)
+            try:
+                data = {p.topic.name: _retrieve(retriever, topics, p) for p in todo}
+            finally:
+                retriever.close()
+            progress.start("experts", total=len(todo))
+            try:
+                for plan in todo:
+                    results[plan.topic.name] = _train_one(
+                        cfg, plan, data[plan.topic.name], fingerprint, progress, callbacks, topics
+                    )
+                    progress.advance("experts", 1, info=plan.topic.name)
+            finally:
+                progress.end("experts")
+    return [results[t.name] for t in selected]

@@ -1,0 +1,88 @@
+"""Where training runs and in which number format: decided once, from the hardware and the user's setting."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import sys
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Precision:
+    device: str  # "cuda" | "cpu"
+    dtype: Any  # torch.dtype the weights are trained/evaluated with under autocast
+    fp16: bool
+    bf16: bool
+
+    def __iter__(self):  # unpacks as (device, dtype, fp16, bf16)
+        return iter((self.device, self.dtype, self.fp16, self.bf16))
+
+
+def resolve_precision(precision: str) -> Precision:
+    """`auto`: bf16 on Ampere or newer, fp16 on a GPU without bf16 (T4, V100), fp32 on CPU."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    bf16_ok = cuda and torch.cuda.is_bf16_supported(including_emulation=False)
+    if precision == "auto":
+        precision = ("bf16" if bf16_ok else "fp16") if cuda else "fp32"
+    if precision == "fp16" and not cuda:
+        raise ConfigError(
+            "fp16 training needs a CUDA GPU and none is visible; use precision: auto or fp32 (or bf16)",
+            key="precision",
+        )
+    if precision == "bf16" and cuda and not bf16_ok:
+        raise ConfigError(
+            f"this GPU ({torch.cuda.get_device_name()}) has no bf16 support; use precision: fp16 or auto",
+            key="precision",
+        )
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    return Precision("cuda" if cuda else "cpu", dtype, precision == "fp16", precision == "bf16")
+
+
+def dist_rank() -> int:
+    """This process's rank under torchrun/deepspeed launchers (0 when run plainly)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def reset_peak_memory(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory(device: str) -> tuple[int, str]:
+    """(bytes, what was measured): CUDA tensors since the last reset, else the process's peak RSS."""
+    if device == "cuda":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated()), "cuda_max_allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024), "process_peak_rss"
+
+
+@contextlib.contextmanager
+def quiet_hf() -> Iterator[None]:
+    """No HF load/save progress bars or deprecation chatter on stderr while we drive the libraries."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()

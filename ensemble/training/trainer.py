@@ -1,0 +1,347 @@
+"""HF Trainer wiring shared by pretrain-base and train-experts: DeepSpeed, resume, progress, perplexity."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import ConfigError
+from ..core.progress import NullProgress, Progress
+from .config import TrainParams
+from .dataset import LMDataset
+from .runtime import Precision, peak_memory, reset_peak_memory
+from .schedule import block_lr, unfreeze_plan
+
+SHIPPED_DEEPSPEED = {"zero2": "zero2.json"}
+
+
+@dataclass
+class TrainOutcome:
+    global_step: int
+    epochs: float
+    tokens_seen: int  # all tokens fed to the model over the run, including before a resume
+    tokens_this_run: int
+    train_seconds: float
+    final_loss: float | None
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    resumed_from: str | None
+
+
+def collator(pad_id: int) -> Callable[[list[dict[str, list[int]]]], dict[str, Any]]:
+    """Right-pad a batch; padded positions are masked out of attention and loss."""
+    import torch
+
+    def collate(batch: list[dict[str, list[int]]]) -> dict[str, Any]:
+        n = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), n), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), n), dtype=torch.long)
+        for i, b in enumerate(batch):
+            k = len(b["input_ids"])
+            ids[i, :k] = torch.tensor(b["input_ids"], dtype=torch.long)
+            labels[i, :k] = torch.tensor(b["labels"], dtype=torch.long)
+            mask[i, :k] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    return collate
+
+
+def perplexity(
+    model: Any, dataset: LMDataset, pad_id: int, *, batch_size: int = 8, precision: Precision | None = None
+) -> float:
+    """Token-weighted perplexity of `model` on `dataset` (every label token counts once)."""
+    import torch
+
+    collate = collator(pad_id)
+    device = next(model.parameters()).device
+    autocast_dtype = precision.dtype if precision and (precision.fp16 or precision.bf16) else None
+    was_training = model.training
+    model.eval()
+    total_nll, total_tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            labels = batch["labels"][:, 1:]
+            nll = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().reshape(-1, logits.size(-1)),
+                labels.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            )
+            total_nll += float(nll)
+            total_tokens += int((labels != -100).sum())
+    model.train(was_training)
+    if total_tokens == 0:
+        return float("nan")
+    return math.exp(min(total_nll / total_tokens, 50.0))
+
+
+def resolve_deepspeed(value: str | None, relative_to: Path | None, *, method: str) -> dict[str, Any] | None:
+    """`zero2` → the shipped config; a path → that JSON. ZeRO-3 with LoRA is refused (see message)."""
+    if value is None:
+        return None
+    if value in SHIPPED_DEEPSPEED:
+        text = (resources.files(__package__) / "deepspeed" / SHIPPED_DEEPSPEED[value]).read_text(
+            encoding="utf-8"
+        )
+        source = value
+    else:
+        p = Path(value).expanduser()
+        if not p.is_absolute() and relative_to is not None:
+            p = relative_to / p
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError:
+            raise ConfigError(
+                f"DeepSpeed config {p} not found; use deepspeed: zero2 or the path of a JSON file",
+                key="deepspeed",
+            ) from None
+        source = str(p)
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"DeepSpeed config {source} is not valid JSON: {e}", key="deepspeed") from None
+    stage = int(config.get("zero_optimization", {}).get("stage", 0))
+    if stage == 3 and method == "lora":
+        raise ConfigError(
+            "ZeRO-3 partitions the base weights, and PEFT then saves empty LoRA adapters; "
+            "use deepspeed: zero2 (LoRA's optimizer state is tiny, ZeRO-3 saves nothing worth it)",
+            key="deepspeed",
+        )
+    return config
+
+
+def ensure_dist_env() -> None:
+    """DeepSpeed needs a process group even for one process; make a one-process group if no launcher did."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+def _checkpointing_args(enabled: bool) -> dict[str, Any]:
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    # Non-reentrant checkpointing lets gradients reach trained blocks even when the embeddings are frozen.
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    out: dict[str, Any] = {name: enabled}
+    if enabled:
+        out[name + "_kwargs"] = {"use_reentrant": False}
+    return out
+
+
+def _progress_callback(progress: Progress, task: str, dataset: LMDataset, plan: Callable[[int], None] | None):
+    from transformers import TrainerCallback
+
+    class Forward(TrainerCallback):
+        def __init__(self) -> None:
+            self.loss: float | None = None
+            self.started = False
+
+        def on_train_begin(self, args, state, control, **kw):
+            progress.start(task, total=state.max_steps)
+            if state.global_step:
+                progress.advance(task, state.global_step, info="resumed")
+            self.started = True
+
+        def on_epoch_begin(self, args, state, control, **kw):
+            epoch = int(state.epoch + 1e-6) if state.epoch else 0
+            dataset.set_epoch(epoch)
+            if plan is not None:
+                plan(epoch)
+
+        def on_step_end(self, args, state, control, **kw):
+            progress.advance(task, 1, info=f"loss {self.loss:.3f}" if self.loss is not None else None)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "loss" in logs:
+                self.loss = float(logs["loss"])
+            if "eval_loss" in logs:
+                ppl = math.exp(min(float(logs["eval_loss"]), 50.0))
+                progress.log(f"{task}: epoch {state.epoch:.0f} validation perplexity {ppl:.2f}")
+
+    return Forward()
+
+
+def _make_trainer_class(lr_of: Callable[[str], float] | None):
+    from transformers import Trainer
+
+    class ExpertTrainer(Trainer):
+        def create_optimizer(self, model=None):
+            if lr_of is None or self.optimizer is not None:
+                return super().create_optimizer(model)
+            opt_model = self.model if model is None else model
+            decay = set(self.get_decay_parameter_names(opt_model))
+            groups: dict[tuple[float, float], list[Any]] = {}
+            for n, p in opt_model.named_parameters():
+                if p.requires_grad:
+                    wd = self.args.weight_decay if n in decay else 0.0
+                    groups.setdefault((lr_of(n), wd), []).append(p)
+            param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+            cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            kwargs.pop("lr", None)
+            self.optimizer = cls(param_groups, lr=self.args.learning_rate, **kwargs)
+            return self.optimizer
+
+    return ExpertTrainer
+
+
+def layerwise(
+    model: Any, params: TrainParams, frozen: int
+) -> tuple[Callable[[int], None] | None, Callable[[str], float] | None]:
+    """For method freeze: the gradual-unfreezing hook (epoch → requires_grad) and the per-parameter LR."""
+    from .adapters import block_index_of, find_blocks
+
+    n = len(find_blocks(model))
+    index = block_index_of(model)
+    names_by_block = {name: index[id(p)] for name, p in model.named_parameters() if id(p) in index}
+    lr_of = None
+    if params.freeze.layer_lr_decay < 1.0:
+        decay = params.freeze.layer_lr_decay
+
+        def lr_of(name: str) -> float:
+            return block_lr(params.lr, n, names_by_block.get(name, n), decay)
+
+    hook = None
+    if params.freeze.gradual_unfreeze:
+        plan = unfreeze_plan(n, frozen, max(1, math.ceil(params.epochs)))
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+
+        def hook(epoch: int) -> None:
+            lowest = plan[min(epoch, len(plan) - 1)]
+            for name, p in model.named_parameters():
+                if name in trainable and name in names_by_block:
+                    p.requires_grad_(names_by_block[name] >= lowest)
+
+    return hook, lr_of
+
+
+def run_training(
+    model: Any,
+    tokenizer: Any,
+    train_ds: LMDataset,
+    val_ds: LMDataset | None,
+    params: TrainParams,
+    precision: Precision,
+    output_dir: Path,
+    *,
+    task: str,
+    progress: Progress | None = None,
+    deepspeed: dict[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
+    epoch_hook: Callable[[int], None] | None = None,
+    lr_of: Callable[[str], float] | None = None,
+    save_checkpoints: bool = True,
+) -> tuple[Any, TrainOutcome]:
+    """Train with the HF Trainer, resuming from the last checkpoint in `output_dir`."""
+    from transformers import PrinterCallback, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    progress = progress or NullProgress()
+    if deepspeed is not None:
+        ensure_dist_env()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(model.config, "use_cache", None) is not None:
+        model.config.use_cache = False
+    save: dict[str, Any] = {"save_strategy": "no"}
+    if save_checkpoints:
+        save = (
+            {"save_strategy": "steps", "save_steps": params.save_steps}
+            if params.save_steps
+            else {"save_strategy": "epoch"}
+        )
+        save.update(save_total_limit=1, save_only_model=False)
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=params.micro_batch_size,
+        per_device_eval_batch_size=params.micro_batch_size,
+        gradient_accumulation_steps=params.grad_accum,
+        num_train_epochs=params.epochs,
+        max_steps=params.max_steps or -1,
+        learning_rate=params.lr,
+        lr_scheduler_type=params.lr_schedule,
+        warmup_steps=params.warmup_steps,
+        weight_decay=params.weight_decay,
+        fp16=precision.fp16,
+        bf16=precision.bf16,
+        use_cpu=precision.device == "cpu",
+        deepspeed=deepspeed,
+        seed=params.seed,
+        data_seed=params.seed,
+        eval_strategy="epoch" if val_ds is not None and len(val_ds) else "no",
+        logging_strategy="steps",
+        logging_steps=1,
+        disable_tqdm=True,
+        report_to="none",
+        log_level="warning",
+        include_num_input_tokens_seen="non_padding",
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        **save,
+        **_checkpointing_args(params.gradient_checkpointing),
+    )
+    forward = _progress_callback(progress, task, train_ds, epoch_hook)
+    trainer = _make_trainer_class(lr_of)(
+        model=model,
+        args=args,
+        data_collator=collator(tokenizer.pad_token_id),
+        train_dataset=train_ds,
+        eval_dataset=val_ds if val_ds is not None and len(val_ds) else None,
+        processing_class=tokenizer,
+        callbacks=[forward, *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints every log line on stdout, which carries the product
+    last = get_last_checkpoint(str(output_dir)) if save_checkpoints else None
+    reset_peak_memory(precision.device)
+    t0 = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    finally:
+        if forward.started:
+            progress.end(task)
+    seconds = time.perf_counter() - t0
+    peak, kind = peak_memory(precision.device)
+    state = trainer.state
+    tokens_this_run = int(state.num_input_tokens_seen - getattr(trainer, "_initial_num_input_tokens_seen", 0))
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    outcome = TrainOutcome(
+        global_step=int(state.global_step),
+        epochs=float(state.epoch or 0.0),
+        tokens_seen=int(state.num_input_tokens_seen),
+        tokens_this_run=tokens_this_run,
+        train_seconds=float(result.metrics.get("train_runtime", seconds)),
+        final_loss=float(losses[-1]) if losses else None,
+        peak_memory_bytes=peak,
+        peak_memory_kind=kind,
+        resumed_from=Path(last).name if last else None,
+    )
+    return trainer, outcome
+
+
+def remove_checkpoints(output_dir: Path) -> None:
+    shutil.rmtree(output_dir, ignore_errors=True)
