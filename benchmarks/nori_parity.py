@@ -10,7 +10,12 @@ dictionary is mecab-ko-dic 2.0.3, the one Elasticsearch 7 and 8 ship). The Java 
 Each --text is LABEL=PATH: a .jsonl file (the "text" field of each record, split into lines), a folder (its
 .txt/.md/.jsonl files), a .tsv file of STYLE<TAB>TEXT lines (PATH#STYLE keeps one style) or a plain text file
 (one unit per line). Prints micro token F1 per label and overall;
-`--gold OUT` writes Lucene's tokens for the last --text as JSON lines (how tests/text/data/nori_gold.jsonl is made).
+`--speed PATH` times analyze_many on passages cut from PATH against mecab's bare parse (no Java needed).
+`--gold OUT` writes Lucene's tokens (one key per --analyzer) for the last --text as JSON lines; that is how
+tests/text/data/nori_gold.jsonl was made (Lucene 8.8.1 from Debian's liblucene8-java):
+
+    python benchmarks/nori_parity.py --jar /usr/share/java --analyzer nori --analyzer nori_adv \
+        --text own=tests/text/data/nori_sentences.tsv --gold tests/text/data/nori_gold.jsonl
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ JAVA_SOURCE = HERE / "lucene" / "AnalyzerDump.java"
 def read_units(spec: str, limit: int | None) -> list[str]:
     raw, _, style = spec.partition("#")
     path = Path(raw)
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".md", ".jsonl")) if path.is_dir() else [path]
+    files = (
+        sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".md", ".jsonl"))
+        if path.is_dir()
+        else [path]
+    )
     units: list[str] = []
     for f in files:
         if f.suffix == ".tsv":  # STYLE<TAB>TEXT lines; PATH#STYLE keeps one style
@@ -96,10 +105,54 @@ def f1(tp: int, n_ours: int, n_theirs: int) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
+def passages(units: list[str], size: int, count: int) -> list[str]:
+    """`count` passages of `size` chars cut from the joined units (cycled if short)."""
+    text = " ".join(units)
+    while len(text) < size * count:
+        text = text + " " + text
+    return [text[i * size : (i + 1) * size] for i in range(count)]
+
+
+def speed(spec: str, name: str, count: int, size: int = 300, repeats: int = 3) -> None:
+    """Throughput of analyze_many on `size`-char passages, against two peers timed in the same run:
+    mecab's bare parse (the floor any mecab-based analyzer pays) and python-mecab-ko's MeCab.pos."""
+    import mecab
+    from mecab.utils import create_lattice
+
+    from ensemble.text.analyzers import analyze_many
+
+    texts = passages(read_units(spec, None), size, 2 * count)
+    warm, timed = texts[:count], texts[count:]
+    analyze_many(warm, name)  # caches fill on the first passages of a corpus, as in an indexing run
+    tagger = mecab.MeCab()
+
+    def bare(batch):
+        for t in batch:
+            tagger._tagger.parse(create_lattice(t))
+
+    def pos(batch):
+        for t in batch:
+            tagger.pos(t)
+
+    runs = {"ours": lambda b: analyze_many(b, name), "mecab parse only": bare, "MeCab.pos": pos}
+    best = {}
+    for _ in range(repeats):  # interleaved, best of N: the machine is shared
+        for label, fn in runs.items():
+            t0 = time.perf_counter()
+            fn(timed)
+            best[label] = min(best.get(label, 1e9), time.perf_counter() - t0)
+    base = best["ours"]
+    print(f"speed {name}: {len(timed)} passages of {size} chars, best of {repeats}, one process")
+    for label, dt in best.items():
+        print(f"  {label:17s} {len(timed) / dt:8,.0f} passages/s   ours runs at {dt / base:5.2f}x this")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jar", action="append", required=True, help="Lucene jar or folder of jars (repeatable)")
-    ap.add_argument("--text", action="append", required=True, help="LABEL=PATH (repeatable)")
+    ap.add_argument("--jar", action="append", help="Lucene jar or folder of jars (repeatable)")
+    ap.add_argument("--text", action="append", default=[], help="LABEL=PATH (repeatable)")
+    ap.add_argument("--speed", metavar="PATH", help="time analyze_many on ~300-char passages cut from PATH")
+    ap.add_argument("--passages", type=int, default=2000, help="passages for --speed (default 2000)")
     ap.add_argument("--analyzer", action="append", help="analyzer name(s); default nori")
     ap.add_argument("--limit", type=int, default=None, help="at most this many units per text")
     ap.add_argument("--diff", type=int, default=0, help="show the N most frequent differing tokens")
@@ -109,7 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE.parent))
     from ensemble.text.analyzers import analyze_many
 
+    if args.speed:
+        for name in args.analyzer or ["nori"]:
+            speed(args.speed, name, args.passages)
+    if not args.text:
+        return 0
+    if not args.jar:
+        ap.error("--text needs --jar")
     cp = classpath(args.jar)
+    gold: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         build = Path(tmp)
         for name in args.analyzer or ["nori"]:
@@ -136,10 +197,15 @@ def main(argv: list[str] | None = None) -> int:
                     print("   lucene only:", missed.most_common(args.diff))
                     print("   ours only:  ", extra.most_common(args.diff))
                 if args.gold and spec == args.text[-1]:
-                    with args.gold.open("w", encoding="utf-8") as fh:
-                        for unit, toks in zip(units, theirs, strict=True):
-                            fh.write(json.dumps({"text": unit, name: toks}, ensure_ascii=False) + "\n")
+                    if not gold:
+                        gold = [{"text": u} for u in units]
+                    for row, toks in zip(gold, theirs, strict=True):
+                        row[name] = toks
             print(f"{name:9s} {'ALL':12s} F1={f1(*total):.4f}", flush=True)
+    if args.gold:
+        with args.gold.open("w", encoding="utf-8") as fh:
+            for row in gold:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     return 0
 
 

@@ -1,7 +1,7 @@
 """A tiny causal LM for tests: byte-level BPE + 2-layer GPT-2 trained for a few seconds, saved like a real base.
 
-    from tinylm import build_tiny_base   # tests/ is on sys.path under pytest
-    base = build_tiny_base(tmp_path / "base", texts, steps=40)   # then base_model: <base> in ensemble.yaml
+from tinylm import build_tiny_base   # tests/ is on sys.path under pytest
+base = build_tiny_base(tmp_path / "base", texts, steps=40)   # then base_model: <base> in ensemble.yaml
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Guards a generated sentence must pass: it repeats nothing already written and copies no training passage."""
+"""Guards each generated sentence must pass: it repeats nothing already written and copies no passage."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _chars(text: str) -> str:
 
 
 def ngrams(text: str, n: int, unit: Literal["word", "char"] = "char") -> list[tuple[str, ...] | str]:
-    """Overlapping n-grams of words or characters (punctuation and spaces ignored); none if text is shorter."""
+    """Overlapping n-grams of words or characters (punctuation, spaces ignored); none if text is shorter."""
     if unit == "word":
         w = _words(text)
         return [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]

@@ -8,7 +8,9 @@ import regex as re
 
 # Generated text must never turn into markdown structure: a paragraph starting with one of these
 # would become a heading, a quote, a list item or a rule.
-_BLOCK_START = re.compile(r"^(#{1,6}(?=\s|$)|>|[-+*](?=\s|$)|\d{1,9}(?=[.)](?:\s|$))|={3,}|-{3,}|_{3,}|\*{3,})")
+_BLOCK_START = re.compile(
+    r"^(#{1,6}(?=\s|$)|>|[-+*](?=\s|$)|\d{1,9}(?=[.)](?:\s|$))|={3,}|-{3,}|_{3,}|\*{3,})"
+)
 
 
 def _one_line(text: str) -> str:
@@ -17,7 +19,12 @@ def _one_line(text: str) -> str:
 
 def escape_block(paragraph: str) -> str:
     """Backslash-escape a leading markdown block marker so the paragraph stays a paragraph."""
-    return _BLOCK_START.sub(lambda m: "\\" + m.group(0), paragraph, count=1)
+    m = _BLOCK_START.match(paragraph)
+    if not m:
+        return paragraph
+    if m.group(0).isdigit():  # "1. " is a list only through its dot or parenthesis
+        return m.group(0) + "\\" + paragraph[m.end() :]
+    return "\\" + paragraph
 
 
 def paragraph_text(sentences: Sequence[str]) -> str:

@@ -2,7 +2,8 @@
 
 Layout on the server: an alias `<index>` (from ensemble.yaml) points at one physical index
 `<index>-<UTC stamp>` made from the index template `<index>` (see `elastic_template`). A rebuild fills a new
-physical index and swaps the alias in one `_aliases` call on commit, so searches never see a half-built index.
+physical index and swaps the alias in one `_aliases` call on commit, so searches never see a half-built index;
+a build stopped before its commit leaves that index unaliased, and the next build resumes it.
 """
 
 from __future__ import annotations
@@ -158,7 +159,9 @@ def physical_pattern(alias: str) -> re.Pattern[str]:
 def search_body(query: str, theme: str | None, k: int) -> dict[str, Any]:
     """The body of a passage search: the contract's bool query, plus a stable order among equal scores."""
     match = {"match": {"text": query}}
-    if theme and theme.strip():
+    if (
+        theme is not None
+    ):  # an empty theme analyzes to nothing, so (as in the embedded backend) nothing matches
         q: dict[str, Any] = {"bool": {"must": [{"match": {"text.adv": theme}}], "should": [match]}}
     else:
         q = match
@@ -246,7 +249,9 @@ class ElasticRetriever:
         self._swap_from = list(swap_from) if swap_from is not None else None  # set: alias moves on commit
         self._fresh = fresh  # created by us: nothing in it we did not write
         self._written: set[str] = set()  # doc ids upserted through this object
-        self._dirty = False  # writes not yet refreshed (invisible to searches and aggregations)
+        # Writes not yet refreshed, so invisible to searches and aggregations. An index we did not just create
+        # may hold such writes from a build that stopped, so the first read refreshes it.
+        self._dirty = not fresh
         self._backoff = backoff or BULK_BACKOFF
         self._closed = False
 
@@ -266,6 +271,9 @@ class ElasticRetriever:
         try:
             current = alias_targets(conn, alias)
             if rebuild or (create and not current):
+                staged = staged_index(conn, cfg, alias, current)
+                if staged:  # an earlier build stopped before its commit: resume it
+                    return cls(conn, cfg, alias, staged, swap_from=current)
                 target = create_physical(conn, cfg, alias)
                 return cls(conn, cfg, alias, target, swap_from=current, fresh=True)
             if not current:
@@ -360,7 +368,7 @@ class ElasticRetriever:
 
     def search(self, query: str, theme: str | None = None, k: int = 10) -> list[Hit]:
         if k <= 0:
-            return []
+            raise ConfigError(f"k must be a positive number of passages, got {k}", key="k")
         self._refresh_if_dirty()
         body = search_body(query, theme, k)
         kwargs = {("source" if key == "_source" else key): v for key, v in body.items()}
@@ -388,16 +396,15 @@ class ElasticRetriever:
         with self._conn.errors("counting passages"):
             return int(self._client.count(index=self.target).body["count"])
 
+    def checkpoint(self) -> None:
+        """Durable progress without publishing a rebuild. Acknowledged bulk writes are already durable (the
+        translog), and the alias must not move before `commit`, so there is nothing to do."""
+
     def close(self) -> None:
-        """Release the client. A rebuild never committed leaves nothing behind: its index is deleted."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self._swap_from is not None:
-                with contextlib.suppress(Exception):
-                    self._client.indices.delete(index=self.target, ignore_unavailable=True)
-        finally:
+        """Release the client. An uncommitted rebuild stays on the server, unaliased: the next build resumes
+        it, and the next alias swap deletes it if it was abandoned."""
+        if not self._closed:
+            self._closed = True
             self._conn.close()
 
     def __enter__(self) -> ElasticRetriever:
@@ -441,10 +448,12 @@ class ElasticRetriever:
         return found
 
     def _bulk(self, actions: Iterable[dict[str, Any]], *, what: str) -> None:
-        es = import_client()
+        import_client()
+        from elasticsearch.helpers import streaming_bulk
+
         failures: list[dict[str, Any]] = []
         with self._conn.errors(what):
-            for ok, item in es.helpers.streaming_bulk(
+            for ok, item in streaming_bulk(
                 self._client,
                 actions,
                 chunk_size=self._es_cfg.bulk_chunk,
@@ -510,6 +519,29 @@ def alias_targets(conn: Connection, alias: str) -> list[str]:
     return sorted(body)
 
 
+def staged_index(conn: Connection, cfg: ProjectConfig, alias: str, current: Sequence[str]) -> str | None:
+    """The newest unaliased index of ours made after the live one (a build that never committed), if it still
+    fits this project; unfit ones are deleted."""
+    newest_live = max(current, default="")
+    pattern = physical_pattern(alias)
+    with conn.errors(f"listing the indices of {alias!r}"):
+        listing = conn.client.indices.get_alias(index=tpl.index_pattern(alias)).body
+    candidates = sorted(
+        (
+            n
+            for n, info in listing.items()
+            if pattern.fullmatch(n) and n > newest_live and not (info or {}).get("aliases")
+        ),
+        reverse=True,
+    )
+    for name in candidates:
+        if index_problem(conn, cfg, name) is None:
+            return name
+        with contextlib.suppress(Exception):
+            conn.client.indices.delete(index=name, ignore_unavailable=True)
+    return None
+
+
 def create_physical(conn: Connection, cfg: ProjectConfig, alias: str) -> str:
     """Install the index template for this project, then create an empty physical index from it."""
     body = tpl.index_template(
@@ -540,23 +572,28 @@ def create_physical(conn: Connection, cfg: ProjectConfig, alias: str) -> str:
                 if "resource_already_exists" not in str(getattr(e, "body", "")) or attempt == 2:
                     raise
                 name = physical_name(alias)
-    try:
-        check_mapping(conn, cfg, alias, name)
-    except BackendError as e:
+    problem = index_problem(conn, cfg, name)
+    if problem:
         with contextlib.suppress(Exception):
             conn.client.indices.delete(index=name, ignore_unavailable=True)
         raise BackendError(
-            f"{e.message} (another index template with a priority above {tpl.TEMPLATE_PRIORITY} may match "
-            f"{tpl.index_pattern(alias)!r})"
-        ) from None
+            f"the index created from template {alias!r} does not have this project's mapping ({problem}): "
+            f"another index template with a priority above {tpl.TEMPLATE_PRIORITY} matches "
+            f"{tpl.index_pattern(alias)!r}; remove it, or choose another index.elasticsearch.index"
+        )
     return name
 
 
-def check_mapping(conn: Connection, cfg: ProjectConfig, alias: str, physical: str) -> None:
+def index_problem(conn: Connection, cfg: ProjectConfig, physical: str) -> str | None:
+    """Why the existing index `physical` cannot serve this project (None when it can)."""
     with conn.errors(f"reading the mapping of {physical!r}"):
         mapping = conn.client.indices.get_mapping(index=physical).body.get(physical, {}).get("mappings", {})
         settings = conn.client.indices.get_settings(index=physical).body.get(physical, {}).get("settings", {})
-    problem = mapping_problem(mapping, settings, cfg)
+    return mapping_problem(mapping, settings, cfg)
+
+
+def check_mapping(conn: Connection, cfg: ProjectConfig, alias: str, physical: str) -> None:
+    problem = index_problem(conn, cfg, physical)
     if problem:
         raise BackendError(
             f"index {alias!r} ({physical}) does not fit this project: {problem}; {REBUILD_HINT}"

@@ -1,14 +1,14 @@
 """Elasticsearch-compatible analyzers: the terms BM25 indexes and queries are made of.
 
-Names follow Elasticsearch: `nori` (Korean, Nori with its default part-of-speech stop tags), `nori_adv` (the same
-keeping adverbs MAG/MAJ, for queries like "희망과 함께"), `standard`, `english`, `russian`.
+Names follow Elasticsearch: `nori` (Korean, Nori with its default part-of-speech stop tags), `nori_adv`
+(the same keeping adverbs MAG/MAJ, for queries like "희망과 함께"), `standard`, `english`, `russian`.
 The mecab dictionary and the stemmers load on first use; each analyzer is built once per process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple, Protocol
 
 from ensemble.core.errors import ConfigError
@@ -45,7 +45,7 @@ def check_name(name: str, *, key: str = "analyzer") -> str:
     return name
 
 
-@lru_cache(maxsize=None)
+@cache
 def _build(name: str) -> Analyzer:
     if name in ("nori", "nori_adv"):
         from ensemble.text.nori import ADVERB_TAGS, DEFAULT_STOP_TAGS, NoriAnalyzer

@@ -1,8 +1,8 @@
 """Elasticsearch's `nori` analysis chain (Lucene 8/9 Nori) emulated on mecab-ko.
 
-Chain: Nori tokenizer (decompound_mode `discard`, discard_punctuation) -> nori_part_of_speech (default stop tags)
--> nori_readingform -> lowercase. The measured rules behind each step are in the design note `nori-parity.md`;
-the numbered comments below refer to them.
+Chain: Nori tokenizer (decompound_mode `discard`, discard_punctuation) -> nori_part_of_speech (default
+stop tags) -> nori_readingform -> lowercase. The measured rules behind each step are in the design note
+`nori-parity.md`; the numbered comments below refer to them.
 
 This module reads python-mecab-ko's lattice (`_mecab`), which is not its public API: the equal-cost tie-break
 needs the other dictionary entries at a position, and the node walk is much faster than `MeCab.parse`.
@@ -42,8 +42,8 @@ def pos_family(tag: str) -> str:
 
 @lru_cache(maxsize=4096)
 def is_punctuation(ch: str) -> bool:
-    """Nori's test on a token's first UTF-16 unit; a supplementary char is half a surrogate pair there (rule 3).
-    Nori also counts U+318D (ㆍ, used as an interpunct) as punctuation."""
+    """Nori's test on a token's first UTF-16 unit; a supplementary char is half a surrogate pair there
+    (rule 3). Nori also counts U+318D (ㆍ, used as an interpunct) as punctuation."""
     if ord(ch) > 0xFFFF:
         return False
     return ch == "\u318d" or unicodedata.category(ch) in _PUNCT_CATEGORIES
@@ -170,10 +170,13 @@ class NoriAnalyzer:
     def __init__(self, stop_tags: Iterable[str] = DEFAULT_STOP_TAGS) -> None:
         self.stop_tags = frozenset(stop_tags)
         self._mecab, self._tagger = _shared_tagger()
-        # (surface, feature, word cost) -> kept terms; bounded, emptied when full
-        self._terms: dict[tuple[str, str, int], tuple[str, ...]] = {}
-        # (surface, feature, word cost) -> the feature Lucene would pick among equal-cost entries
-        self._winner: dict[tuple[str, str, int], str] = {}
+        # Both caches are keyed by mecab's output line "surface<TAB>feature" and emptied when full.
+        # dictionary node -> kept terms (after the tie-break of rule 6)
+        self._known: dict[str, tuple[str, ...]] = {}
+        # unknown node standing alone -> kept terms (a run spanning several nodes is not cached)
+        self._unknown: dict[str, tuple[str, ...]] = {}
+        # dictionary node -> the feature Lucene would pick among equal-cost entries
+        self._winner: dict[str, str] = {}
 
     def __call__(self, text: str) -> list[str]:
         return self.analyze(text)
@@ -187,47 +190,70 @@ class NoriAnalyzer:
         return lattice
 
     def analyze(self, text: str) -> list[str]:
+        """One C++ call formats the best path, then one dict lookup per cached morpheme; only a morpheme
+        not seen yet, or an unknown word that may run into the next one, reads the lattice nodes."""
         if not text or text.isspace():
             return []
         lattice = self._parse(text)
-        cache = self._terms
+        lines = lattice.to_string().split("\n")
+        del lines[-2:]  # "EOS", ""
+        known = self._known
         out: list[str] = []
-        node = lattice.bos_node().next
-        index = 0
-        while node.stat != _EOS_STAT:
-            if node.stat == _UNK_STAT:
-                surface, last, count = _unknown_word(node)
-                terms = self._store((surface, node.feature, -1), morpheme_pieces(surface, node.feature, True))
-                node = last.next
-                index += count
-            else:
-                key = (node.surface, node.feature, node.wcost)
-                terms = cache.get(key)
-                if terms is None:
-                    feature = self._resolve(lattice, node, index, key)
-                    terms = self._store(key, morpheme_pieces(key[0], feature, False))
-                node = node.next
-                index += 1
+        node = None  # lattice node of line `at`, fetched lazily and only forwards
+        at = -1
+        i = 0
+        n = len(lines)
+        while i < n:
+            line = lines[i]
+            terms = known.get(line)
+            if terms is None:
+                terms = self._unknown.get(line)
+                if terms is not None and i + 1 < n:
+                    joined = line.partition("\t")[0] + lines[i + 1][:1]
+                    if unknown_run_length(joined) == len(joined):
+                        terms = None  # the run may go on into the next morpheme: look at the nodes
+            if terms is None:
+                if node is None:
+                    node, at = lattice.bos_node().next, 0
+                while at < i:
+                    node, at = node.next, at + 1
+                terms, count = self._node_terms(lattice, node, i, line)
+                i += count - 1
             if terms:
-                out.extend(terms)
+                out += terms
+            i += 1
         return out
 
     def analyze_many(self, texts: Sequence[str]) -> list[list[str]]:
         analyze = self.analyze
         return [analyze(t) for t in texts]
 
-    def _store(self, key, pieces) -> tuple[str, ...]:
+    def _node_terms(self, lattice, node, index: int, line: str) -> tuple[tuple[str, ...], int]:
+        """Kept terms of the best-path node at `index` and how many nodes they cover (an unknown run
+        can swallow the following nodes). Fills the caches."""
+        if node.stat == _UNK_STAT:
+            surface, _, count = _unknown_word(node)
+            if count > 1:
+                return self._kept(morpheme_pieces(surface, node.feature, True)), count
+            return self._store(self._unknown, line, morpheme_pieces(surface, node.feature, True)), 1
+        feature = self._resolve(lattice, node, index, line)
+        return self._store(self._known, line, morpheme_pieces(node.surface, feature, False)), 1
+
+    def _kept(self, pieces) -> tuple[str, ...]:
         stop = self.stop_tags
-        terms = tuple(t.lower() for t, tag, _ in pieces if tag not in stop)
-        if len(self._terms) >= _CACHE_LIMIT:
-            self._terms.clear()
-        self._terms[key] = terms
+        return tuple(t.lower() for t, tag, _ in pieces if tag not in stop)
+
+    def _store(self, cache: dict, line: str, pieces) -> tuple[str, ...]:
+        terms = self._kept(pieces)
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[line] = terms
         return terms
 
-    def _resolve(self, lattice, node, index: int, key) -> str:
-        """Rule 6: among entries with this node's surface, connection ids and cost, Lucene keeps the one from the
-        seed file that sorts first; mecab may keep another."""
-        winner = self._winner.get(key)
+    def _resolve(self, lattice, node, index: int, line: str) -> str:
+        """Rule 6: among entries with this node's surface, connection ids and cost, Lucene keeps the one
+        from the seed file that sorts first; mecab may keep another."""
+        winner = self._winner.get(line)
         if winner is not None:
             return winner
         begin = 0  # begin_nodes is indexed by the byte offset *before* the node's leading spaces
@@ -253,7 +279,7 @@ class NoriAnalyzer:
             other = other.bnext
         if len(self._winner) >= _CACHE_LIMIT:
             self._winner.clear()
-        self._winner[key] = chosen
+        self._winner[line] = chosen
         return chosen
 
     def tokens(self, text: str) -> list[tuple[str, int, int, int, str]]:
@@ -275,7 +301,7 @@ class NoriAnalyzer:
                 feature = node.feature
             else:
                 surface, last, count = node.surface, node, 1
-                feature = self._resolve(lattice, node, index, (surface, node.feature, node.wcost))
+                feature = self._resolve(lattice, node, index, f"{surface}\t{node.feature}")
             start = text.find(surface, cursor)
             if start < 0:  # pragma: no cover - mecab's surface always comes from the text
                 start = cursor
@@ -290,7 +316,7 @@ class NoriAnalyzer:
                     spans.append((max(start, piece_end - len(term)), piece_end))
                     piece_end -= len(term)
                 spans.reverse()
-            for (term, tag, _), (s, e) in zip(pieces, spans):
+            for (term, tag, _), (s, e) in zip(pieces, spans, strict=True):
                 if tag in self.stop_tags:
                     skipped += 1
                     continue
@@ -303,9 +329,9 @@ class NoriAnalyzer:
 
 
 def _unknown_word(node):
-    """Nori makes one unknown word of the whole same-script run where no dictionary word starts; mecab may stop
-    earlier and parse the rest (퀄|에서, ①|재료). Returns the run's surface, its last mecab node and the number
-    of mecab nodes it covers; a run that would end inside a mecab node stops before that node."""
+    """Nori makes one unknown word of the whole same-script run where no dictionary word starts; mecab
+    may stop earlier and parse the rest (퀄|에서, ①|재료). Returns the run's surface, its last mecab node
+    and the number of mecab nodes it covers; a run that would end inside a mecab node stops before it."""
     surface = node.surface
     if surface[0] in _LAUGHTER or unknown_run_length(surface) < len(surface):
         return surface, node, 1

@@ -1,9 +1,9 @@
 """Elasticsearch's `standard`, `english` and `russian` analyzers (Lucene's StandardAnalyzer, EnglishAnalyzer,
 RussianAnalyzer) in Python.
 
-Tokenizing uses Unicode word boundaries (UAX #29, the `regex` module's word mode) as Lucene's StandardTokenizer
-does; English stems with NLTK's Porter in MARTIN_EXTENSIONS mode (it matches Lucene's PorterStemmer), Russian with
-Snowball (PyStemmer), which folds ё to е as Lucene 9 (Elasticsearch 8) does.
+Tokenizing uses Unicode word boundaries (UAX #29, the `regex` module's word mode) as Lucene's
+StandardTokenizer does; English stems with NLTK's Porter in MARTIN_EXTENSIONS mode (it matches Lucene's
+PorterStemmer), Russian with Snowball (PyStemmer), which folds ё to е as Lucene 9 (Elasticsearch 8) does.
 """
 
 from __future__ import annotations
@@ -21,13 +21,23 @@ ENGLISH_STOP_WORDS: frozenset[str] = frozenset(
 
 # Snowball's Russian stop list, the default of Lucene's RussianAnalyzer.
 RUSSIAN_STOP_WORDS: frozenset[str] = frozenset(
-    """и в во не что он на я с со как а то все она так его но да ты к у же вы за бы по только ее мне было вот от
-    меня еще нет о из ему теперь когда даже ну вдруг ли если уже или ни быть был него до вас нибудь опять уж вам
-    сказал ведь там потом себя ничего ей может они тут где есть надо ней для мы тебя их чем была сам чтоб без
-    будто человек чего раз тоже себе под жизнь будет ж тогда кто этот говорил того потому этого какой совсем ним
-    здесь этом один почти мой тем чтобы нее кажется сейчас были куда зачем сказать всех никогда сегодня можно при
-    наконец два об другой хоть после над больше тот через эти нас про всего них какая много разве сказала три эту
-    моя впрочем хорошо свою этой перед иногда лучше чуть том нельзя такой им более всегда конечно всю между""".split()
+    """и в во не что он на я с со как а то все она так
+    его но да ты к у же вы за бы по только ее мне
+    было вот от меня еще нет о из ему теперь когда
+    даже ну вдруг ли если уже или ни быть был него
+    до вас нибудь опять уж вам сказал ведь там потом
+    себя ничего ей может они тут где есть надо ней
+    для мы тебя их чем была сам чтоб без будто
+    человек чего раз тоже себе под жизнь будет ж
+    тогда кто этот говорил того потому этого какой
+    совсем ним здесь этом один почти мой тем чтобы
+    нее кажется сейчас были куда зачем сказать всех
+    никогда сегодня можно при наконец два об другой
+    хоть после над больше тот через эти нас про
+    всего них какая много разве сказала три эту моя
+    впрочем хорошо свою этой перед иногда лучше чуть
+    том нельзя такой им более всегда конечно всю
+    между""".split()
 )
 
 _APOSTROPHES = ("'", "\u2019", "\uff07")
@@ -38,36 +48,59 @@ def _patterns():
     import regex
 
     boundary = regex.compile(r"(?wV1)\b")
-    word = regex.compile(r"[\p{L}\p{N}]|\p{Extended_Pictographic}|\p{Regional_Indicator}")
+    # what makes a segment a token for Lucene: letters, numbers in the UAX #29 sense, CJK, emoji
+    word = regex.compile(
+        r"[\p{WB=ALetter}\p{WB=Numeric}\p{WB=Katakana}\p{WB=Hebrew_Letter}\p{Ideographic}\p{Script=Hiragana}"
+        r"\p{Script=Hangul}\p{Line_Break=Complex_Context}\p{Extended_Pictographic}\p{Regional_Indicator}]"
+    )
+    # the `regex` module leaves a leading apostrophe on a word ('quoted' -> 'quoted); UAX #29 does not
+    leading = regex.compile(r"^[\p{WB=Single_Quote}\p{WB=MidLetter}\p{WB=MidNumLet}\p{WB=MidNum}]+")
+    # Lucene keeps a run of Southeast Asian script (Thai, Lao, ...) as one token; UAX #29 splits every char
+    southeast_asian = regex.compile(r"^[\p{Line_Break=Complex_Context}\p{Mn}]+$")
     kinds = [
         ("<EMOJI>", regex.compile(r"^(?:\p{Extended_Pictographic}|\p{Regional_Indicator})")),
         ("<HANGUL>", regex.compile(r"^\p{Script=Hangul}+$")),
         ("<IDEOGRAPHIC>", regex.compile(r"^\p{Script=Han}")),
         ("<HIRAGANA>", regex.compile(r"^\p{Script=Hiragana}")),
         ("<KATAKANA>", regex.compile(r"^\p{Script=Katakana}")),
-        ("<SOUTHEAST_ASIAN>", regex.compile(r"^[\p{Script=Thai}\p{Script=Lao}\p{Script=Myanmar}\p{Script=Khmer}]")),
+        (
+            "<SOUTHEAST_ASIAN>",
+            regex.compile(r"^[\p{Script=Thai}\p{Script=Lao}\p{Script=Myanmar}\p{Script=Khmer}]"),
+        ),
         ("<NUM>", regex.compile(r"^[\p{N}.,]+$")),
     ]
-    return boundary, word, kinds
+    return boundary, word, leading, southeast_asian, kinds
 
 
 def standard_tokens(text: str) -> list[tuple[str, int, int]]:
     """(word, start, end) by Unicode word boundaries, keeping segments with a letter, digit or emoji; words
     longer than MAX_TOKEN_LENGTH are cut like Lucene does."""
-    boundary, word, _ = _patterns()
+    boundary, word, leading, southeast_asian, _ = _patterns()
     out: list[tuple[str, int, int]] = []
     start = 0
-    for piece in boundary.split(text):
+    for piece in _join_runs(boundary.split(text), southeast_asian):
         end = start + len(piece)
         if piece and word.search(piece):
-            for s in range(start, end, MAX_TOKEN_LENGTH):
+            lead = leading.match(piece)
+            first = start + (lead.end() if lead else 0)
+            for s in range(first, end, MAX_TOKEN_LENGTH):
                 out.append((text[s : min(s + MAX_TOKEN_LENGTH, end)], s, min(s + MAX_TOKEN_LENGTH, end)))
         start = end
     return out
 
 
+def _join_runs(pieces: list[str], pattern) -> list[str]:
+    out: list[str] = []
+    for piece in pieces:
+        if out and piece and out[-1] and pattern.match(piece) and pattern.match(out[-1]):
+            out[-1] += piece
+        else:
+            out.append(piece)
+    return out
+
+
 def token_type(term: str) -> str:
-    for name, pattern in _patterns()[2]:
+    for name, pattern in _patterns()[4]:
         if pattern.search(term):
             return name
     return "<ALPHANUM>"

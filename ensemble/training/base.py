@@ -80,6 +80,7 @@ def load_base_model(cfg: ProjectConfig, *, device: str | None = None, dtype: Any
             key="base_model",
         ) from None
     ensure_pad_token(model, tokenizer)
+    set_causal_lm_loss(model)
     if device is not None:
         model.to(device)
     return model, tokenizer
@@ -91,6 +92,12 @@ def ensure_pad_token(model: Any, tokenizer: Any) -> None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def set_causal_lm_loss(model: Any) -> None:
+    """Class names like GPT2LMHeadModel leave `loss_type` unset, and transformers warns on every first use."""
+    if getattr(model, "loss_type", "") is None:
+        model.loss_type = "ForCausalLM"
 
 
 def _hub_snapshot(cfg: ProjectConfig) -> Path | None:

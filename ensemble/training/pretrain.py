@@ -16,6 +16,7 @@ from ..core.artifacts import write_json_atomic
 from ..core.errors import ConfigError, CorpusError
 from ..core.locks import work_lock
 from ..core.progress import NullProgress, Progress
+from .base import set_causal_lm_loss
 from .config import TrainParams
 from .dataset import (
     CONDITION_TOKENS,
@@ -144,6 +145,7 @@ def _pretrain(
         pad_token_id=tokenizer.pad_token_id,
     )
     model = GPT2LMHeadModel(config)
+    set_causal_lm_loss(model)
 
     def samples(ps: list[DataPassage]) -> LMDataset:
         ids = tokenizer([p.text for p in ps], add_special_tokens=False)["input_ids"]

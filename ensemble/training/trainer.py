@@ -262,6 +262,7 @@ def run_training(
     from transformers.trainer_utils import get_last_checkpoint
 
     progress = progress or NullProgress()
+    accelerate_env = os.environ.get("ACCELERATE_USE_DEEPSPEED")
     if deepspeed is not None:
         ensure_dist_env()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -297,7 +298,7 @@ def run_training(
         logging_steps=1,
         disable_tqdm=True,
         report_to="none",
-        log_level="warning",
+        log_level="error",
         include_num_input_tokens_seen="non_padding",
         label_names=["labels"],
         dataloader_num_workers=0,
@@ -324,6 +325,8 @@ def run_training(
     finally:
         if forward.started:
             progress.end(task)
+        if deepspeed is not None:
+            _forget_deepspeed(accelerate_env)
     seconds = time.perf_counter() - t0
     peak, kind = peak_memory(precision.device)
     state = trainer.state
@@ -341,6 +344,20 @@ def run_training(
         resumed_from=Path(last).name if last else None,
     )
     return trainer, outcome
+
+
+def _forget_deepspeed(accelerate_env: str | None) -> None:
+    """accelerate and transformers keep the DeepSpeed plugin process-wide; the next Trainer in this process
+    (the next expert, or one without DeepSpeed) must configure its own."""
+    from accelerate.state import AcceleratorState
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    if accelerate_env is None:  # accelerate sets it for good once it has seen a DeepSpeed plugin
+        os.environ.pop("ACCELERATE_USE_DEEPSPEED", None)
+    else:
+        os.environ["ACCELERATE_USE_DEEPSPEED"] = accelerate_env
 
 
 def remove_checkpoints(output_dir: Path) -> None:

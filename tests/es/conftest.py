@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from es_fake import ES_ENV, FakeES, make_config
 
-pytest.importorskip("elasticsearch", reason="the es extra is not installed: pip install 'expert-ensemble[es]'")
-
-from es_fake import FakeES  # noqa: E402
-
-from ensemble.config.project import ProjectConfig  # noqa: E402
-from ensemble.retrieval import elastic  # noqa: E402
-
-ES_ENV = ("ENSEMBLE_ES_URL", "ENSEMBLE_ES_API_KEY", "ENSEMBLE_ES_USERNAME", "ENSEMBLE_ES_PASSWORD")
-
-
-def make_config(tmp_path: Path, url: str, **index: object) -> ProjectConfig:
-    es = {"url": url, "index": "passages", "max_retries": 2, "bulk_chunk": 3}
-    es.update(index.pop("es", {}))  # type: ignore[arg-type]
-    data = {"index": {"backend": "elasticsearch", "elasticsearch": es, **index}}
-    return ProjectConfig.model_validate(data).with_base_dir(tmp_path, tmp_path / "ensemble.yaml")
+from ensemble.retrieval import elastic
 
 
 @pytest.fixture
@@ -39,7 +23,3 @@ def fake_es(monkeypatch):
 @pytest.fixture
 def es_cfg(tmp_path, fake_es):
     return make_config(tmp_path, fake_es.url)
-
-
-def live_url() -> str | None:
-    return os.environ.get("ENSEMBLE_ES_URL") or None

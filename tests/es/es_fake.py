@@ -1,9 +1,9 @@
 """A stand-in Elasticsearch on 127.0.0.1 for unit tests: answers the handful of APIs the backend calls, keeps
 indices, aliases and documents in memory, and records every request.
 
-It is no claim that the backend works against a real server; it only lets the tests see what is sent, in which
-order, and how the backend reacts to the answers (including canned errors). Documents become visible to searches
-and aggregations only after `_refresh`, as on a real cluster, so missing refreshes show up as failures.
+It is no claim that the backend works against a real server; it only lets the tests see what is sent, in
+which order, and how the backend reacts to the answers (including canned errors). Documents become visible to
+searches and aggregations only after `_refresh`, as on a real cluster, so a missing refresh shows up.
 """
 
 from __future__ import annotations
@@ -11,12 +11,27 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+import math
 import re
 import threading
+import traceback
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from ensemble.config.project import ProjectConfig
+
+ES_ENV = ("ENSEMBLE_ES_URL", "ENSEMBLE_ES_API_KEY", "ENSEMBLE_ES_USERNAME", "ENSEMBLE_ES_PASSWORD")
+
+
+def make_config(tmp_path: Path, url: str, **index: Any) -> ProjectConfig:
+    """A project indexing on Elasticsearch at `url`, alias `passages` (`es=` overrides connection keys)."""
+    es = {"url": url, "index": "passages", "max_retries": 2, "bulk_chunk": 3}
+    es.update(index.pop("es", {}))
+    data = {"index": {"backend": "elasticsearch", "elasticsearch": es, **index}}
+    return ProjectConfig.model_validate(data).with_base_dir(tmp_path, tmp_path / "ensemble.yaml")
 
 
 @dataclass
@@ -45,17 +60,16 @@ class Index:
     aliases: set[str] = field(default_factory=set)
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)  # what was written
     visible: dict[str, dict[str, Any]] = field(default_factory=dict)  # what searches see (as of last refresh)
+    term_cache: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
-def error_body(status: int, etype: str, reason: str, caused_by: dict[str, Any] | None = None) -> dict[str, Any]:
+def error_body(
+    status: int, etype: str, reason: str, caused_by: dict[str, Any] | None = None
+) -> dict[str, Any]:
     err: dict[str, Any] = {"root_cause": [{"type": etype, "reason": reason}], "type": etype, "reason": reason}
     if caused_by:
         err["caused_by"] = caused_by
     return {"error": err, "status": status}
-
-
-def _words(text: str) -> list[str]:
-    return text.lower().split()
 
 
 def _stringify(value: Any) -> Any:
@@ -76,7 +90,10 @@ class FakeES:
         self.templates: dict[str, dict[str, Any]] = {}
         self.indices: dict[str, Index] = {}
         self.canned: list[Canned] = []
+        self.crashes: list[str] = []  # tracebacks of requests the fake could not handle
         self.require_auth: str | None = None  # expected Authorization header value
+        self.product_header = True  # False: answer like a server that is not Elasticsearch
+        self._reject: list[tuple[int, str]] = []  # (status, error type) for the next bulk items
         self._lock = threading.Lock()
         fake = self
 
@@ -92,7 +109,7 @@ class FakeES:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
     def start(self) -> FakeES:
         self._thread.start()
@@ -105,10 +122,20 @@ class FakeES:
     # -- test helpers ----------------------------------------------------------------------------------------
 
     def fail(
-        self, method: str, path: str, status: int, body: Any, times: int = 1, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        status: int,
+        body: Any,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """Answer the next `times` requests matching `method` and the regex `path` with `status` and `body`."""
+        """Answer the next `times` requests matching `method` and regex `path` with `status` and `body`."""
         self.canned.append(Canned(method, re.compile(path), status, body, times, headers or {}))
+
+    def reject_items(self, n: int, status: int = 429, etype: str = "es_rejected_execution_exception") -> None:
+        """Make the next `n` bulk items fail with `status` (not applied), as an overloaded node does."""
+        self._reject.extend([(status, etype)] * n)
 
     def calls(self, method: str | None = None, path: str | None = None) -> list[Request]:
         return [
@@ -138,10 +165,16 @@ class FakeES:
         req = Request(h.command, path, params, {k.lower(): v for k, v in h.headers.items()}, body)
         with self._lock:
             self.requests.append(req)
-            status, payload, headers = self._dispatch(req)
+            try:
+                status, payload, headers = self._dispatch(req)
+            except Exception as e:  # a gap in the fake: make it loud in the test's failure message
+                tb = traceback.format_exc()
+                self.crashes.append(tb)
+                status, payload, headers = 500, error_body(500, "fake_crash", f"{e!r}: {tb}"), {}
         data = b"" if payload is None else json.dumps(payload).encode()
         h.send_response(status)
-        h.send_header("X-Elastic-Product", "Elasticsearch")
+        if self.product_header:
+            h.send_header("X-Elastic-Product", "Elasticsearch")
         h.send_header("Content-Type", "application/vnd.elasticsearch+json;compatible-with=9")
         for k, v in headers.items():
             h.send_header(k, v)
@@ -170,11 +203,10 @@ class FakeES:
             return self._get_alias_by_name(parts[1])
         if m == "GET" and len(parts) == 2 and parts[1] == "_alias":
             return 200, self._get_alias_by_index(parts[0]), {}
-        if m == "POST" and p == "/_bulk":
+        if m in ("POST", "PUT") and p == "/_bulk":
             return 200, self._bulk(req.body), {}
         if m == "POST" and p == "/_analyze":
-            tokens = [{"token": w, "position": i} for i, w in enumerate(_words(req.body.get("text", "")))]
-            return 200, {"tokens": tokens}, {}
+            return 200, self._analyze(req.body), {}
         if len(parts) == 1:
             return self._index_level(m, parts[0], req)
         if len(parts) == 2:
@@ -197,6 +229,21 @@ class FakeES:
             if op == "_delete_by_query":
                 return 200, self._delete_by_query(ix, req.body or {}), {}
         return 400, error_body(400, "fake_unsupported", f"{m} {p} is not emulated"), {}
+
+    @staticmethod
+    def _analyze(body: dict[str, Any]) -> dict[str, Any]:
+        """`_analyze` with an analyzer name, or the Nori chain inline (told apart by its stop tags)."""
+        from ensemble.text.analyzers import analyze
+
+        if "analyzer" in body:
+            name = body["analyzer"]
+        elif (body.get("tokenizer") or {}).get("type") == "nori_tokenizer":
+            stop = next(f["stoptags"] for f in body["filter"] if isinstance(f, dict))
+            name = "nori" if "MAG" in stop else "nori_adv"
+        else:
+            raise ValueError(f"_analyze request not emulated: {body}")
+        terms = analyze(body.get("text", ""), name)
+        return {"tokens": [{"token": t, "position": i} for i, t in enumerate(terms)]}
 
     def _info(self) -> dict[str, Any]:
         return {
@@ -240,13 +287,21 @@ class FakeES:
     def _aliases(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         actions = body.get("actions", [])
         for a in actions:  # validate all first: the real API applies all or nothing
-            (kind, spec), = a.items()
+            ((kind, spec),) = a.items()
             if spec["index"] not in self.indices:
-                return 404, error_body(404, "index_not_found_exception", f"no such index [{spec['index']}]"), {}
+                return (
+                    404,
+                    error_body(404, "index_not_found_exception", f"no such index [{spec['index']}]"),
+                    {},
+                )
             if kind == "remove" and spec["alias"] not in self.indices[spec["index"]].aliases:
-                return 404, error_body(404, "aliases_not_found_exception", f"aliases [{spec['alias']}] missing"), {}
+                return (
+                    404,
+                    error_body(404, "aliases_not_found_exception", f"aliases [{spec['alias']}] missing"),
+                    {},
+                )
         for a in actions:
-            (kind, spec), = a.items()
+            ((kind, spec),) = a.items()
             target = self.indices[spec["index"]].aliases
             (target.add if kind == "add" else target.discard)(spec["alias"])
         return 200, {"acknowledged": True, "errors": False}, {}
@@ -268,51 +323,44 @@ class FakeES:
         items = []
         i = 0
         while i < len(lines):
-            (op, meta), = lines[i].items()
+            ((op, meta),) = lines[i].items()
             i += 1
             ix = self.indices.get(meta["_index"])
             if op == "index":
                 source = lines[i]
                 i += 1
+                if self._reject:
+                    status, etype = self._reject.pop(0)
+                    err = {"type": etype, "reason": f"rejected by the fake ({status})"}
+                    items.append(
+                        {op: {"_index": meta["_index"], "_id": meta["_id"], "status": status, "error": err}}
+                    )
+                    continue
                 if ix is None:
-                    items.append({op: {"_id": meta["_id"], "status": 404, "error": {"type": "index_not_found"}}})
+                    items.append(
+                        {op: {"_id": meta["_id"], "status": 404, "error": {"type": "index_not_found"}}}
+                    )
                     continue
                 status = 200 if meta["_id"] in ix.docs else 201
                 ix.docs[meta["_id"]] = source
                 items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": status}})
             elif op == "delete":
                 present = ix is not None and ix.docs.pop(meta["_id"], None) is not None
-                items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": 200 if present else 404}})
-        return {"took": 1, "errors": any(next(iter(it.values()))["status"] >= 300 for it in items), "items": items}
-
-    @staticmethod
-    def _matches(source: dict[str, Any], query: dict[str, Any]) -> float:
-        """A crude score: how many query words the field holds (0 = no match)."""
-        if "match_all" in query:
-            return 1.0
-        if "terms" in query:
-            (fld, values), = query["terms"].items()
-            return 1.0 if source.get(fld) in values else 0.0
-        if "match" in query:
-            (fld, text), = query["match"].items()
-            words = set(_words(source.get("text", "")))
-            return float(sum(w in words for w in _words(text)))
-        if "bool" in query:
-            b = query["bool"]
-            must = [FakeES._matches(source, q) for q in b.get("must", [])]
-            if any(s == 0 for s in must):
-                return 0.0
-            should = [FakeES._matches(source, q) for q in b.get("should", [])]
-            total = sum(must) + sum(should)
-            return total if (must or total) else 0.0
-        raise ValueError(f"query not emulated: {query}")
+                items.append(
+                    {op: {"_index": meta["_index"], "_id": meta["_id"], "status": 200 if present else 404}}
+                )
+        return {
+            "took": 1,
+            "errors": any(next(iter(it.values()))["status"] >= 300 for it in items),
+            "items": items,
+        }
 
     def _search(self, ix: Index, body: dict[str, Any]) -> dict[str, Any]:
         if "aggs" in body or "aggregations" in body:
             return self._composite(ix, (body.get("aggs") or body.get("aggregations"))["docs"]["composite"])
         query = body.get("query", {"match_all": {}})
-        scored = [(self._matches(src, query), pid, src) for pid, src in ix.visible.items()]
-        scored = [s for s in scored if s[0] > 0]
+        scores = _Scorer(ix).scores(query)
+        scored = [(score, pid, ix.visible[pid]) for pid, score in scores.items()]
         sort = body.get("sort") or ["_score"]
         if sort and sort[0] == "_score":
             scored.sort(key=lambda s: (-s[0], s[2]["doc_id"], s[2]["n"]))
@@ -350,7 +398,94 @@ class FakeES:
         return {"took": 1, "hits": {"hits": []}, "aggregations": {"docs": out}}
 
     def _delete_by_query(self, ix: Index, body: dict[str, Any]) -> dict[str, Any]:
-        doomed = [pid for pid, src in ix.visible.items() if self._matches(src, body["query"]) > 0]
+        doomed = list(_Scorer(ix).scores(body["query"]))
         for pid in doomed:
             ix.docs.pop(pid, None)
         return {"took": 1, "deleted": len(doomed), "failures": []}
+
+
+# -- query evaluation ---------------------------------------------------------------------------------------
+
+# The template's analyzers, played by the project's own Python analyzers (the embedded backend's).
+_PY_ANALYZERS = {
+    "ensemble_nori": "nori",
+    "ensemble_nori_adv": "nori_adv",
+    "standard": "standard",
+    "english": "english",
+    "russian": "russian",
+}
+
+
+def _norm_length(n: int) -> int:
+    """A field length after Lucene's one-byte norm (SmallFloat.intToByte4, then back)."""
+    if n < 24:
+        return n
+    v = n - 24
+    shift = v.bit_length() - 4
+    if shift < 0:
+        return n
+    return 24 + (((v >> shift) & 0x07 | 0x08) << shift)
+
+
+class _Scorer:
+    """Elasticsearch's query semantics as this project assumes them: `match` (or-ed terms, duplicates kept,
+    no terms -> no match), `bool` (all `must` required, scores of matching clauses summed), `terms` on
+    keywords, and BM25 as Lucene computes it (one-byte length norms, N and avgdl over passages that have the
+    field), times k1 + 1 as Elasticsearch reports `_score`."""
+
+    def __init__(self, ix: Index) -> None:
+        self.ix = ix
+        sim = ((ix.settings.get("index") or {}).get("similarity") or {}).get("ensemble_bm25") or {}
+        self.k1, self.b = float(sim.get("k1", 1.2)), float(sim.get("b", 0.75))
+
+    def _analyzer(self, field: str) -> str:
+        text = (self.ix.mappings.get("properties") or {}).get("text") or {}
+        if field == "text.adv":
+            text = (text.get("fields") or {}).get("adv") or {}
+        return _PY_ANALYZERS[text.get("analyzer", "standard")]
+
+    def _terms(self, field: str, text: str) -> list[str]:
+        from ensemble.text.analyzers import analyze
+
+        key = (field, text)
+        if key not in self.ix.term_cache:
+            self.ix.term_cache[key] = analyze(text, self._analyzer(field))
+        return self.ix.term_cache[key]
+
+    def _match(self, field: str, text: str) -> dict[str, float]:
+        docs = {pid: self._terms(field, src["text"]) for pid, src in self.ix.visible.items()}
+        docs = {pid: t for pid, t in docs.items() if t}  # a field without terms is absent for Lucene
+        if not docs:
+            return {}
+        big_n = len(docs)
+        avgdl = sum(len(t) for t in docs.values()) / big_n
+        out: dict[str, float] = {}
+        for term in self._terms(field, text):
+            holders = {pid: t.count(term) for pid, t in docs.items() if term in t}
+            idf = math.log(1 + (big_n - len(holders) + 0.5) / (len(holders) + 0.5))
+            for pid, tf in holders.items():
+                dl = _norm_length(len(docs[pid]))
+                part = tf / (tf + self.k1 * (1 - self.b + self.b * dl / avgdl))
+                out[pid] = out.get(pid, 0.0) + idf * (self.k1 + 1) * part
+        return out
+
+    def scores(self, query: dict[str, Any]) -> dict[str, float]:
+        """passage id -> score of every visible passage the query matches."""
+        if "match_all" in query:
+            return dict.fromkeys(self.ix.visible, 1.0)
+        if "terms" in query:
+            ((fld, values),) = query["terms"].items()
+            return {pid: 1.0 for pid, src in self.ix.visible.items() if src.get(fld) in values}
+        if "match" in query:
+            ((fld, text),) = query["match"].items()
+            return self._match(fld, text)
+        if "bool" in query:
+            b = query["bool"]
+            must = [self.scores(q) for q in b.get("must", [])]
+            should = [self.scores(q) for q in b.get("should", [])]
+            if must:
+                candidates = set.intersection(*(set(m) for m in must))
+            else:
+                candidates = set().union(*(set(m) for m in should))
+            return {pid: sum(c.get(pid, 0.0) for c in must + should) for pid in candidates}
+        raise ValueError(f"query not emulated: {query}")

@@ -1,5 +1,5 @@
-"""Fixtures for training tests: a small Korean corpus with topical vocabulary, a tiny base trained on it once per
-session, a project directory that uses it, and a stand-in retriever over the corpus passages."""
+"""Fixtures for training tests: a small Korean corpus with topical vocabulary, a tiny base trained on it once
+per session, a project directory that uses it, and a stand-in retriever over the corpus passages."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 
 from ensemble.retrieval.base import Hit
 
-# `tests/` is on sys.path under pytest (its conftest has no package); a site-packages `tests` shadows the name.
+# tests/ is on sys.path under pytest (no __init__.py); a site-packages `tests` package shadows that name.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tinylm import build_tiny_base  # noqa: E402
 
@@ -32,18 +32,16 @@ FRAMES = [
 
 
 def make_corpus(per_topic: int = 14, seed: int = 0) -> dict[str, list[str]]:
-    """Passages of 3-4 sentences whose nouns come from one topic, so a topic's text is learnable."""
+    """Each topic has six sentences of its own; its passages are 3-4 of them in some order. A topic's text is
+    thus learnable from its other passages, which is what an expert should pick up beyond the base."""
     rng = random.Random(seed)
     out: dict[str, list[str]] = {}
     for topic, words in WORDS.items():
-        passages = []
-        for _ in range(per_topic):
-            sents = [
-                rng.choice(FRAMES).format(a=rng.choice(words), b=rng.choice(words), c=rng.choice(words))
-                for _ in range(rng.randint(3, 4))
-            ]
-            passages.append(" ".join(sents))
-        out[topic] = passages
+        sentences = [
+            FRAMES[i % len(FRAMES)].format(a=rng.choice(words), b=rng.choice(words), c=rng.choice(words))
+            for i in range(6)
+        ]
+        out[topic] = [" ".join(rng.sample(sentences, rng.randint(3, 4))) for _ in range(per_topic)]
     return out
 
 
@@ -89,8 +87,8 @@ def fake_retriever(monkeypatch) -> FakeRetriever:
 # Fast settings: a few optimizer steps on the tiny base.
 FAST = {
     "top_k": 10,
-    "epochs": 4,
-    "micro_batch_size": 4,
+    "epochs": 8,
+    "micro_batch_size": 2,
     "grad_accum": 1,
     "block_size": 64,
     "warmup_steps": 0,
@@ -104,9 +102,8 @@ class Project:
     def __init__(self, root: Path, base: Path) -> None:
         self.root = root
         self.config_path = root / "ensemble.yaml"
-        self.config_path.write_text(
-            yaml.safe_dump({"work_dir": "work", "base_model": str(base)}, allow_unicode=True), encoding="utf-8"
-        )
+        doc = {"work_dir": "work", "base_model": str(base)}
+        self.config_path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
 
     @property
     def cfg(self):
@@ -114,8 +111,14 @@ class Project:
 
         return load_project(self.config_path)
 
-    def topics(self, topics: list[dict], *, defaults: dict | None = None, theme: str | None = "함께",
-               name: str = "topics.yaml") -> Path:
+    def topics(
+        self,
+        topics: list[dict],
+        *,
+        defaults: dict | None = None,
+        theme: str | None = "함께",
+        name: str = "topics.yaml",
+    ) -> Path:
         doc: dict = {"defaults": {**FAST, **(defaults or {})}, "topics": topics}
         if theme:
             doc = {"theme": theme, **doc}

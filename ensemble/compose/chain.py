@@ -1,0 +1,272 @@
+"""Sentence chaining, all sections together: pure control flow over a `generate` callable and a splitter.
+
+Each round, every unfinished section asks for `candidates` continuations of its prompt (the last
+`context_sentences` sentences written), all in one `generate` call. A continuation keeps only its complete
+sentences; the best candidate (highest mean log-likelihood) whose sentences all pass the guards is appended.
+A round with no passing candidate is a retry; after `max_retries` of them the section moves on with the
+sentences of the best candidate that did pass, and counts it. A section ends at the first sentence boundary
+past `target_chars`, or at its step cap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import regex as re
+
+from .config import GenerationParams
+from .guard import NoCopyGuard, RepeatGuard
+from .render import body_text, paragraph_text
+from .types import GenerateFn, Generation, Request, Sampling, SplitFn
+
+# A sentence is complete when it ends with final punctuation (closing quotes/brackets may follow).
+_FINAL = re.compile(r"[.!?…。！？‼⁇⁈⁉]+[\"'”’」』》〉»)\]]*$")
+# …or, when the model itself ended the text, with a Korean sentence-final ending.
+_FINAL_KO = re.compile(r"(?:다|요|죠|까)[\"'”’」』]*$")
+# Punctuation a sentence cannot start with (a model's stray "..." or ". ." before the words).
+_LEADING_JUNK = re.compile(r"^[\s.,;:!?…·。、，！？~\-]+")
+_LETTER = re.compile(r"[\p{L}\p{N}]")
+MIN_LETTERS = 2
+
+REJECT_REASONS = ("repeat", "copy", "incomplete")
+
+
+class Guard(Protocol):
+    def rejects(self, sentence: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ChainSection:
+    index: int  # position in the outline; part of every row's seed
+    heading: str
+    expert: str
+    prompt: str
+    params: GenerationParams
+    prompt_prefix: str = ""  # e.g. the condition tokens of an expert trained with them
+
+
+@dataclass
+class SectionState:
+    """Everything needed to continue a section later: the cache stores exactly this."""
+
+    paragraphs: list[list[str]] = field(default_factory=list)
+    pending: str = ""  # an unfinished opening sentence of the user's prompt
+    step: int = 0
+    retries: int = 0
+    tokens: int = 0
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
+    retry_rounds: int = 0
+    moved_on: int = 0
+    done: bool = False
+    capped: bool = False
+    seconds: float = 0.0
+
+    @property
+    def sentences(self) -> list[str]:
+        return [s for p in self.paragraphs for s in p]
+
+    @property
+    def chars(self) -> int:
+        return len(body_text(self.paragraphs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SectionState:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        state = cls(**known)
+        state.rejected = {**dict.fromkeys(REJECT_REASONS, 0), **state.rejected}
+        return state
+
+
+def row_seed(seed: int, section: int, step: int, candidate: int) -> int:
+    """A row's random stream depends on nothing but these, so batching and resuming never change a text."""
+    digest = hashlib.sha256(f"{seed}:{section}:{step}:{candidate}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def is_complete(sentence: str, *, model_ended: bool = False) -> bool:
+    s = sentence.rstrip()
+    return bool(_FINAL.search(s)) or (model_ended and bool(_FINAL_KO.search(s)))
+
+
+def complete_sentences(pieces: Sequence[str], *, model_ended: bool) -> list[str]:
+    """The splitter cut after every piece but the last; the last counts only if it ends like a sentence.
+
+    Stray punctuation before a sentence is dropped, and so is a piece with fewer than MIN_LETTERS letters."""
+    pieces = [p.strip() for p in pieces if p.strip()]
+    if pieces and not is_complete(pieces[-1], model_ended=model_ended):
+        pieces = pieces[:-1]
+    cleaned = (_LEADING_JUNK.sub("", p) for p in pieces)
+    return [p for p in cleaned if len(_LETTER.findall(p)) >= MIN_LETTERS]
+
+
+def start_state(section: ChainSection, split: SplitFn) -> SectionState:
+    """The user's prompt opens the section; an unfinished last sentence waits for the model to finish it."""
+    pieces = split([section.prompt])[0]
+    state = SectionState()
+    if pieces and not is_complete(pieces[-1]):
+        state.pending = pieces[-1]
+        pieces = pieces[:-1]
+    if pieces:
+        state.paragraphs = [list(pieces)]
+    if state.chars >= section.params.target_chars and not state.pending:
+        state.done = True
+    return state
+
+
+def prompt_for(section: ChainSection, state: SectionState) -> str:
+    context = state.sentences[-section.params.context_sentences :]
+    text = " ".join([*context, state.pending] if state.pending else context)
+    if section.params.prefix_heading:
+        text = f"{section.heading}\n{text}"
+    return section.prompt_prefix + text
+
+
+def _judge(
+    sentences: Sequence[str], repeat: RepeatGuard, copy: Guard, params: GenerationParams
+) -> str | None:
+    """None when every sentence passes, else the first failing guard's name."""
+    if not sentences:
+        return "incomplete"
+    local = RepeatGuard(n=params.repeat_ngram, overlap=params.repeat_overlap)
+    for s in sentences:
+        if repeat.rejects(s) or local.rejects(s):
+            return "repeat"
+        if copy.rejects(s):
+            return "copy"
+        local.add(s)
+    return None
+
+
+def _passing_prefix(
+    sentences: Sequence[str], repeat: RepeatGuard, copy: Guard, params: GenerationParams
+) -> list[str]:
+    local = RepeatGuard(n=params.repeat_ngram, overlap=params.repeat_overlap)
+    out = []
+    for s in sentences:
+        if repeat.rejects(s) or local.rejects(s) or copy.rejects(s):
+            break
+        local.add(s)
+        out.append(s)
+    return out
+
+
+def _append(
+    section: ChainSection, state: SectionState, sentences: Sequence[str], repeat: RepeatGuard
+) -> None:
+    p = section.params
+    for s in sentences:
+        if not state.paragraphs:
+            state.paragraphs.append([])
+        elif len(paragraph_text(state.paragraphs[-1])) >= p.paragraph_chars:
+            state.paragraphs.append([])
+        state.paragraphs[-1].append(s)
+        state.pending = ""
+        repeat.add(s)
+        if state.chars >= p.target_chars:
+            state.done = True
+            return
+
+
+def _update(
+    section: ChainSection,
+    state: SectionState,
+    gens: Sequence[Generation],
+    pieces: Sequence[Sequence[str]],
+    repeat: RepeatGuard,
+    copy: Guard,
+) -> None:
+    p = section.params
+    state.tokens += sum(g.tokens for g in gens)
+    complete = [complete_sentences(pc, model_ended=g.finished) for g, pc in zip(gens, pieces, strict=True)]
+    verdicts = [_judge(c, repeat, copy, p) for c in complete]
+    clean = [j for j, v in enumerate(verdicts) if v is None]
+    for v in verdicts:
+        if v is not None:
+            state.rejected[v] += 1
+    if clean:
+        best = max(clean, key=lambda j: (gens[j].mean_logprob, -j))
+        _append(section, state, complete[best], repeat)
+        state.retries = 0
+    else:
+        state.retries += 1
+        state.retry_rounds += 1
+        if state.retries > p.max_retries:
+            prefixes = [_passing_prefix(c, repeat, copy, p) for c in complete]
+            best = max(range(len(gens)), key=lambda j: (len(prefixes[j]), gens[j].mean_logprob, -j))
+            if prefixes[best]:
+                _append(section, state, prefixes[best], repeat)
+            state.moved_on += 1
+            state.retries = 0
+    state.step += 1
+    if not state.done and state.step >= p.step_cap:
+        state.done = True
+        state.capped = True
+
+
+def run_chain(
+    sections: Sequence[ChainSection],
+    generate: GenerateFn,
+    split: SplitFn,
+    *,
+    seed: int = 0,
+    copy_guards: Mapping[int, Guard] | None = None,
+    states: Mapping[int, SectionState] | None = None,
+    on_round: Callable[[dict[int, SectionState], list[int]], None] | None = None,
+) -> dict[int, SectionState]:
+    """Advance every section until each is done; `states` continues sections from a saved point.
+
+    `on_round(states, advanced)` runs after each round (save, report progress); an exception in it stops
+    the run with everything up to that round already handed over."""
+    by_index = {s.index: s for s in sections}
+    st: dict[int, SectionState] = {
+        s.index: (states or {}).get(s.index) or start_state(s, split) for s in sections
+    }
+    repeats = {
+        i: RepeatGuard(
+            st[i].sentences, n=by_index[i].params.repeat_ngram, overlap=by_index[i].params.repeat_overlap
+        )
+        for i in st
+    }
+    copies = dict(copy_guards or {})
+    no_copy = NoCopyGuard()
+    while True:
+        active = [i for i in sorted(st) if not st[i].done]
+        if not active:
+            return st
+        requests: list[Request] = []
+        owners: list[int] = []
+        for i in active:
+            sec, state = by_index[i], st[i]
+            prompt = prompt_for(sec, state)
+            sampling = Sampling.from_params(sec.params)
+            for j in range(sec.params.candidates):
+                requests.append(Request(prompt, sec.expert, sampling, row_seed(seed, i, state.step, j)))
+                owners.append(i)
+        t0 = time.monotonic()
+        gens = generate(requests)
+        if len(gens) != len(requests):
+            raise RuntimeError(f"generate returned {len(gens)} texts for {len(requests)} requests")
+        # The prompt ended with the pending fragment, so the continuation attaches to it exactly as generated.
+        texts = [" ".join((st[o].pending + g.text).split()) for o, g in zip(owners, gens, strict=True)]
+        pieces = split(texts)
+        elapsed = time.monotonic() - t0
+        for i in active:
+            rows = [k for k, o in enumerate(owners) if o == i]
+            _update(
+                by_index[i],
+                st[i],
+                [gens[k] for k in rows],
+                [pieces[k] for k in rows],
+                repeats[i],
+                copies.get(i, no_copy),
+            )
+            st[i].seconds += elapsed * len(rows) / len(requests)
+        if on_round is not None:
+            on_round(st, active)

@@ -1,0 +1,360 @@
+"""The expert host: one base model in memory, every expert attached to it, batched per-row generation.
+
+- LoRA experts are PEFT adapters on the one base (`PeftModel.from_pretrained` + `load_adapter`); rows of
+  different LoRA experts and of the plain base ("__base__") decode together in ONE batch through PEFT's
+  `adapter_names`, which also works with GPT-2's Conv1D layers.
+- `freeze` experts replaced whole upper blocks, so their rows cannot share a forward pass with other weights.
+  Their trained tensors are copied into the base parameters ("swapped in") before their rows run and the
+  originals are copied back afterwards. One `generate` call (one chaining round) runs the shared-weights rows
+  first, then each freeze expert's rows as one batch: each freeze expert is swapped in at most once per round.
+- Sampling happens in our own logits processor, row by row, each row with its own seeded generator and its own
+  settings; HF `generate` only ever sees a one-hot choice and decodes greedily. So a row's text depends on its
+  prompt, expert and seed, not on which other rows share the batch (up to float rounding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import regex as re
+
+from ..core.errors import ArtifactError
+from .config import BASE_EXPERT
+from .types import Generation, Request, Sampling
+
+PEFT_BASE = "__base__"
+
+# Korean particles and endings a text must repeat: a repetition penalty on them bends the grammar.
+EXEMPT_WORDS = frozenset(
+    "은 는 이 가 을 를 의 에 에서 에게 께 한테 도 만 와 과 로 으로 랑 이랑 하고 까지 부터 보다 처럼 마다 "
+    "이나 나 이며 며 고 서 면 게 지 다 요 죠 니다 습니다".split()
+)
+_PUNCT_TAIL = re.compile(r"[\p{P}\p{S}\s]+$")
+
+
+def exempt_token(text: str) -> bool:
+    """Is this token a particle/ending (optionally with punctuation) or punctuation only?"""
+    core = _PUNCT_TAIL.sub("", text.strip())
+    return core == "" or core in EXEMPT_WORDS
+
+
+class ExpertHost:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        lora: Mapping[str, str | Path] | None = None,
+        freeze: Mapping[str, str | Path] | None = None,
+        max_batch: int = 64,
+    ) -> None:
+        import torch
+
+        model.eval()
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        self.max_batch = max_batch
+        self._max_positions = _max_positions(model)
+        # Captured before PEFT wraps the model: wrapping keeps these Parameter objects, under new names.
+        self._params: dict[str, Any] = dict(model.state_dict(keep_vars=True))
+        self.lora_names = sorted(lora or {})
+        self.model = _attach_lora(model, lora or {}) if lora else model
+        self.model.eval()
+        self._freeze: dict[str, dict[str, Any]] = {
+            name: self._load_freeze(name, Path(path)) for name, path in sorted((freeze or {}).items())
+        }
+        touched = sorted({n for tensors in self._freeze.values() for n in tensors})
+        with torch.no_grad():
+            self._originals = {n: self._params[n].detach().clone() for n in touched}
+        self._active: str | None = None
+        self._exempt: Any = None
+        self.swaps = 0
+
+    # -- experts --------------------------------------------------------------------------------------
+
+    @property
+    def experts(self) -> list[str]:
+        return [BASE_EXPERT, *self.lora_names, *self._freeze]
+
+    def _load_freeze(self, name: str, path: Path) -> dict[str, Any]:
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(path), device=str(self.device))
+        except (OSError, RuntimeError) as e:
+            raise ArtifactError(
+                f"cannot read the trained tensors of expert '{name}': {e}", path=path
+            ) from None
+        out = {}
+        for key, t in tensors.items():
+            target = self._params.get(key)
+            if target is None or tuple(target.shape) != tuple(t.shape):
+                raise ArtifactError(
+                    f"expert '{name}' holds tensor '{key}' {tuple(t.shape)} that this base model does not "
+                    "have with that shape; it was trained on another base: retrain it",
+                    path=path,
+                )
+            out[key] = t.to(target.dtype)
+        if not out:
+            raise ArtifactError(f"expert '{name}' holds no trained tensors; retrain it", path=path)
+        return out
+
+    def _activate(self, name: str | None) -> None:
+        """Make the base parameters hold freeze expert `name`'s tensors (None: the base's own)."""
+        if name == self._active:
+            return
+        import torch
+
+        current = self._freeze.get(self._active or "", {})
+        target = self._freeze.get(name or "", {})
+        with torch.no_grad():
+            for key in self._originals:
+                if key in target:
+                    self._params[key].copy_(target[key])
+                elif key in current:
+                    self._params[key].copy_(self._originals[key])
+        self._active = name
+        self.swaps += 1
+
+    def _exempt_mask(self, vocab: int) -> Any:
+        import torch
+
+        if self._exempt is None or self._exempt.numel() != vocab:
+            n = min(vocab, len(self.tokenizer))
+            texts = self.tokenizer.batch_decode([[i] for i in range(n)])
+            mask = torch.zeros(vocab, dtype=torch.bool)
+            mask[:n] = torch.tensor([exempt_token(t) for t in texts], dtype=torch.bool)
+            self._exempt = mask.to(self.device)
+        return self._exempt
+
+    # -- generation -----------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        """One chaining round: every request answered; shared-weight rows batched, freeze rows grouped."""
+        known = set(self.experts)
+        for r in requests:
+            if r.expert not in known:
+                raise ArtifactError(f"expert '{r.expert}' is not loaded; loaded: {', '.join(sorted(known))}")
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, r in enumerate(requests):
+            weights = r.expert if r.expert in self._freeze else ""
+            groups.setdefault((weights, r.sampling.max_new_tokens), []).append(i)
+        out: list[Generation | None] = [None] * len(requests)
+        for weights, max_new in sorted(groups):
+            self._activate(weights or None)
+            idx = groups[(weights, max_new)]
+            for at in range(0, len(idx), self.max_batch):
+                chunk = idx[at : at + self.max_batch]
+                for i, g in zip(
+                    chunk, self._generate_batch([requests[i] for i in chunk], max_new), strict=True
+                ):
+                    out[i] = g
+        return [g for g in out if g is not None]
+
+    def restore_base(self) -> None:
+        self._activate(None)
+
+    def _adapter_name(self, expert: str) -> str:
+        return expert if expert in self.lora_names else PEFT_BASE
+
+    def _encode(self, prompt: str, max_new: int) -> list[int]:
+        tok = self.tokenizer
+        # Experts were trained on passages packed after an end-of-text token: a prompt starts a passage.
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        room = max(1, self._max_positions - max_new - 1)
+        return ([start] if start is not None else []) + ids[-room:]
+
+    def _generate_batch(self, reqs: list[Request], max_new: int) -> list[Generation]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        tok = self.tokenizer
+        encoded = [self._encode(r.prompt, max_new) for r in reqs]
+        width = max(len(e) for e in encoded)
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        pads = [width - len(e) for e in encoded]
+        input_ids = torch.tensor(
+            [[pad_id] * p + e for p, e in zip(pads, encoded, strict=True)], device=self.device
+        )
+        mask = torch.tensor(
+            [[0] * p + [1] * len(e) for p, e in zip(pads, encoded, strict=True)], device=self.device
+        )
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        needs_exempt = any(
+            r.sampling.repetition_penalty != 1 and r.sampling.penalty_exempt_particles for r in reqs
+        )
+        sampler = RowSampler(
+            [r.sampling for r in reqs],
+            [r.seed for r in reqs],
+            pads,
+            self._exempt_mask(vocab) if needs_exempt else None,
+        )
+        gen_config = GenerationConfig(
+            max_new_tokens=max_new,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=pad_id,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=tok.bos_token_id,
+        )
+        kwargs: dict[str, Any] = {}
+        if self.lora_names:
+            kwargs["adapter_names"] = [self._adapter_name(r.expert) for r in reqs]
+        with torch.inference_mode():
+            seqs = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                generation_config=gen_config,
+                logits_processor=LogitsProcessorList([sampler]),
+                **kwargs,
+            )
+        new = seqs[:, width:].tolist()
+        logps = sampler.logprobs()
+        out = []
+        for r, row in enumerate(new):
+            n = len(row)
+            finished = False
+            if tok.eos_token_id is not None and tok.eos_token_id in row:
+                n = row.index(tok.eos_token_id) + 1
+                finished = True
+            text_ids = row[: n - 1] if finished else row[:n]
+            lp = logps[r][:n]
+            out.append(
+                Generation(
+                    text=tok.decode(text_ids, skip_special_tokens=True),
+                    mean_logprob=float(sum(lp) / len(lp)) if lp else float("-inf"),
+                    tokens=n,
+                    finished=finished,
+                )
+            )
+        return out
+
+
+def _max_positions(model: Any) -> int:
+    cfg = model.config
+    for key in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return 2048
+
+
+def _attach_lora(model: Any, lora: Mapping[str, str | Path]) -> Any:
+    from peft import PeftModel
+
+    names = sorted(lora)
+    try:
+        peft_model = PeftModel.from_pretrained(
+            model, str(lora[names[0]]), adapter_name=names[0], is_trainable=False
+        )
+        for name in names[1:]:
+            peft_model.load_adapter(str(lora[name]), adapter_name=name, is_trainable=False)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ArtifactError(f"cannot load a LoRA adapter: {first}; retrain the expert") from None
+    return peft_model
+
+
+class RowSampler:
+    """A logits processor that samples each row by itself and hands `generate` a one-hot choice.
+
+    Per row: repetition penalty over the row's real tokens (padding excluded, particles optionally exempt),
+    no-repeat n-gram ban, then greedy (temperature 0) or temperature → top-k → top-p → a draw from the row's
+    own generator. It also records each chosen token's log-probability under the unmodified logits.
+    """
+
+    def __init__(
+        self, sampling: Sequence[Sampling], seeds: Sequence[int], pads: Sequence[int], exempt: Any
+    ) -> None:
+        import torch
+
+        self.sampling = list(sampling)
+        self.pads = list(pads)
+        self.exempt = exempt
+        self.generators = [torch.Generator().manual_seed(int(s) & 0x7FFF_FFFF_FFFF_FFFF) for s in seeds]
+        self._chosen: list[Any] = []
+
+    def logprobs(self) -> list[list[float]]:
+        import torch
+
+        if not self._chosen:
+            return [[] for _ in self.sampling]
+        return torch.stack(self._chosen, dim=1).tolist()
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scores = scores.float()
+        b, vocab = scores.shape
+        logp = torch.log_softmax(scores, dim=-1)
+        x = self._penalize(input_ids, scores)
+        ids_list = input_ids.tolist() if any(s.no_repeat_ngram_size for s in self.sampling) else None
+        choice = []
+        for r, s in enumerate(self.sampling):
+            row = x[r]
+            if s.no_repeat_ngram_size and ids_list is not None:
+                banned = _banned(ids_list[r][self.pads[r] :], s.no_repeat_ngram_size)
+                if banned:
+                    row = row.clone()
+                    row[list(banned)] = float("-inf")
+            choice.append(self._choose(row, s, self.generators[r]))
+        chosen = torch.tensor(choice, device=scores.device)
+        self._chosen.append(logp.gather(1, chosen[:, None])[:, 0].cpu())
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(1, chosen[:, None], 0.0)
+        return out
+
+    def _penalize(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        pens = [s.repetition_penalty for s in self.sampling]
+        if all(p == 1 for p in pens):
+            return scores
+        b, length = input_ids.shape
+        dev = scores.device
+        pos = torch.arange(length, device=dev)[None, :]
+        valid = pos >= torch.tensor(self.pads, device=dev)[:, None]
+        use_exempt = torch.tensor([s.penalty_exempt_particles for s in self.sampling], device=dev)[:, None]
+        if self.exempt is not None:
+            valid &= ~(self.exempt[input_ids] & use_exempt)
+        p = torch.tensor(pens, device=dev, dtype=scores.dtype)[:, None]
+        g = scores.gather(1, input_ids)
+        penalized = torch.where(g < 0, g * p, g / p)
+        # Invalid positions write into an extra column that is dropped, so padding never counts.
+        index = torch.where(valid, input_ids, torch.full_like(input_ids, scores.shape[1]))
+        ext = torch.cat([scores, scores.new_zeros(b, 1)], dim=1)
+        ext.scatter_(1, index, torch.where(valid, penalized, penalized.new_zeros(())))
+        return ext[:, :-1]
+
+    @staticmethod
+    def _choose(row: Any, s: Sampling, gen: Any) -> int:
+        import torch
+
+        if not torch.isfinite(row).any():
+            return 0
+        if s.temperature == 0:
+            return int(torch.argmax(row))
+        row = row / s.temperature
+        if s.top_k and s.top_k < row.shape[0]:
+            values, index = torch.topk(row, s.top_k)
+        else:
+            values, index = torch.sort(row, descending=True)
+        probs = torch.softmax(values, dim=-1)
+        if s.top_p < 1:
+            before = torch.cumsum(probs, dim=-1) - probs
+            probs = torch.where(before < s.top_p, probs, probs.new_zeros(()))
+        pick = torch.multinomial(probs.cpu(), 1, generator=gen)
+        return int(index[int(pick)])
+
+
+def _banned(tokens: list[int], n: int) -> set[int]:
+    """Tokens that would complete an n-gram already present in `tokens`."""
+    if len(tokens) < n:
+        return set()
+    if n == 1:
+        return set(tokens)
+    prefix = tokens[len(tokens) - n + 1 :]
+    return {tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tokens[i : i + n - 1] == prefix}

@@ -1,0 +1,380 @@
+"""`compose`: outline → experts checked → one host → all sections chained together → one markdown document.
+
+Every section's progress is saved under `<work_dir>/compose/<outline hash>/section-NN.json` after each round
+(atomic writes), so an interrupted run resumes where it stopped and gives the same document. A section's
+text depends only on its own settings, its expert, the base and the seed (each row samples from its own
+seeded stream), which is what makes resuming and regenerating single sections exact.
+
+`sections` (1-based numbers) regenerates those sections with `seed` and reuses every other section that
+was already written for this outline, whatever seed wrote it; without `sections`, a cached section is
+reused only when it was written with the same seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config.project import ProjectConfig
+from ..core.artifacts import read_json, sha256_file, write_json_atomic
+from ..core.errors import ArtifactError, EnsembleError
+from ..core.locks import work_lock
+from ..core.progress import NullProgress, Progress
+from .chain import ChainSection, SectionState, run_chain
+from .config import BASE_EXPERT, OutlineFile, load_outline
+from .guard import CopyGuard
+from .render import render
+
+CACHE_FORMAT = "ensemble-compose-section/1"
+
+
+@dataclass
+class SectionResult:
+    number: int  # 1-based, as in `--sections`
+    heading: str
+    expert: str
+    paragraphs: list[list[str]]
+    stats: dict[str, Any]
+
+
+@dataclass
+class ComposedDocument:
+    title: str
+    sections: list[SectionResult]
+    markdown: str
+    seed: int
+    outline: str
+    cache_dir: str
+    seconds: float
+    generated: list[int] = field(default_factory=list)  # section numbers written by this run
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "outline": self.outline,
+            "seed": self.seed,
+            "cache_dir": self.cache_dir,
+            "seconds": round(self.seconds, 2),
+            "generated": self.generated,
+            "chars": sum(s.stats["chars"] for s in self.sections),
+            "sections": [
+                {"number": s.number, "heading": s.heading, "expert": s.expert, **s.stats}
+                for s in self.sections
+            ],
+        }
+
+
+@dataclass
+class _Expert:
+    method: str  # "base" | "lora" | "freeze"
+    adapter: Path | None = None
+    identity: str = ""
+    prompt_prefix: str = ""
+    manifest: Any = None
+
+
+def parse_sections(spec: str | Sequence[int] | None, count: int) -> list[int] | None:
+    """`"2,4"` or `[2, 4]` → sorted unique 1-based section numbers, each checked against the outline."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.split(",") if p.strip()]
+        try:
+            numbers = [int(p) for p in parts]
+        except ValueError:
+            raise EnsembleError(
+                f"'{spec}' is not a list of section numbers; write e.g. --sections 2,4", key="--sections"
+            ) from None
+    else:
+        numbers = list(spec)
+    if not numbers:
+        raise EnsembleError("no section numbers given; write e.g. --sections 2,4", key="--sections")
+    bad = [n for n in numbers if not 1 <= n <= count]
+    if bad:
+        raise EnsembleError(
+            f"section {bad[0]} does not exist; the outline has {count} section(s), numbered 1 to {count}",
+            key="--sections",
+        )
+    return sorted(set(numbers))
+
+
+def _experts(cfg: ProjectConfig, outline: OutlineFile) -> tuple[dict[str, _Expert], str]:
+    """Every expert the outline names, checked: trained, complete, and trained on this base."""
+    from ..training.base import base_fingerprint, check_base
+    from ..training.registry import expert_dir, list_experts, read_expert
+
+    check_base(cfg)
+    fingerprint = base_fingerprint(cfg)
+    out: dict[str, _Expert] = {BASE_EXPERT: _Expert("base")}
+    for i, sec in enumerate(outline.sections):
+        name = sec.expert
+        if name in out:
+            continue
+        if not (expert_dir(cfg, name) / "manifest.json").is_file():
+            trained = [m.name for m in list_experts(cfg)]
+            have = f"trained experts: {', '.join(trained)}" if trained else "no expert is trained yet"
+            raise outline.error(
+                f"expert '{name}' has no trained adapter ({have}); train it with "
+                f"`ensemble train-experts topics.yaml --only {name}` or use '{BASE_EXPERT}'",
+                "sections",
+                i,
+                "expert",
+            )
+        manifest = read_expert(cfg, name)
+        if manifest.base.fingerprint != fingerprint:
+            raise outline.error(
+                f"expert '{name}' was trained on another base model than the one ensemble.yaml names now; "
+                f"retrain it with `ensemble train-experts topics.yaml --only {name} --force`",
+                "sections",
+                i,
+                "expert",
+            )
+        adapter = manifest.adapter_path
+        needed = adapter / ("adapter_config.json" if manifest.method == "lora" else "trained.safetensors")
+        if not needed.is_file():
+            raise outline.error(
+                f"expert '{name}' is incomplete ({needed} is missing); retrain it with "
+                f"`ensemble train-experts topics.yaml --only {name} --force`",
+                "sections",
+                i,
+                "expert",
+            )
+        out[name] = _Expert(
+            manifest.method,
+            adapter,
+            sha256_file(Path(manifest.path or adapter.parent) / "manifest.json"),
+            _prompt_prefix(manifest),
+            manifest,
+        )
+    return out, fingerprint
+
+
+def _prompt_prefix(manifest: Any) -> str:
+    """Experts trained on `[TOPIC] <name> [TEXT] <passage>` samples are prompted the same way."""
+    cond = manifest.condition or {}
+    if not cond.get("enabled"):
+        return ""
+    fmt = str(cond.get("format") or "[TOPIC] {name} [TEXT] {text}")
+    return fmt.split("{text}")[0].format(name=manifest.name).rstrip()
+
+
+def _section_key(outline: OutlineFile, i: int, expert: _Expert, base: str) -> str:
+    sec = outline.sections[i]
+    payload = {
+        "format": CACHE_FORMAT,
+        "heading": sec.heading,
+        "expert": sec.expert,
+        "prompt": sec.prompt,
+        "params": outline.params(i).model_dump(mode="json"),
+        "base": base,
+        "expert_manifest": expert.identity,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _load_cached(path: Path, key: str) -> tuple[SectionState, int] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = read_json(path)
+    except ArtifactError:
+        return None  # a damaged cache entry is regenerated, never trusted
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("key") != key:
+        return None
+    try:
+        return SectionState.from_dict(data["state"]), int(data["seed"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def compose(
+    cfg: ProjectConfig,
+    outline_path: str | Path,
+    *,
+    seed: int = 0,
+    sections: str | Sequence[int] | None = None,
+    progress: Progress | None = None,
+) -> ComposedDocument:
+    progress = progress or NullProgress()
+    t0 = time.monotonic()
+    outline_path = Path(outline_path)
+    outline = load_outline(outline_path)
+    selected = parse_sections(sections, len(outline.sections))
+    experts, base_fp = _experts(cfg, outline)
+    digest = hashlib.sha256(outline_path.read_bytes()).hexdigest()[:16]
+    cache = cfg.work_path / "compose" / digest
+    n = len(outline.sections)
+    keys = [_section_key(outline, i, experts[outline.sections[i].expert], base_fp) for i in range(n)]
+    paths = [cache / f"section-{i + 1:02d}.json" for i in range(n)]
+
+    with work_lock(cache / "compose.lock"):
+        states: dict[int, SectionState] = {}
+        seeds: dict[int, int] = {}
+        todo: list[int] = []
+        resume: dict[int, SectionState] = {}
+        for i in range(n):
+            cached = None if selected and (i + 1) in selected else _load_cached(paths[i], keys[i])
+            if cached is not None:
+                state, cached_seed = cached
+                if state.done and (cached_seed == seed or selected is not None):
+                    states[i], seeds[i] = state, cached_seed
+                    continue
+                if not state.done and cached_seed == seed:
+                    resume[i] = state
+            todo.append(i)
+        for i in sorted(states):
+            sec = outline.sections[i]
+            progress.log(f"{i + 1}. {sec.heading}: reused ({states[i].chars} chars, seed {seeds[i]})")
+        if todo:
+            states.update(_generate(cfg, outline, todo, resume, experts, keys, paths, seed, progress))
+            seeds.update(dict.fromkeys(todo, seed))
+
+    results = []
+    for i, sec in enumerate(outline.sections):
+        st = states[i]
+        results.append(
+            SectionResult(
+                i + 1, sec.heading, sec.expert, st.paragraphs, _stats(st, outline, i, seeds[i], i in todo)
+            )
+        )
+    markdown = render(outline.title, [(r.heading, r.paragraphs) for r in results])
+    return ComposedDocument(
+        title=outline.title,
+        sections=results,
+        markdown=markdown,
+        seed=seed,
+        outline=str(outline_path),
+        cache_dir=str(cache),
+        seconds=time.monotonic() - t0,
+        generated=[i + 1 for i in todo],
+    )
+
+
+def _stats(st: SectionState, outline: OutlineFile, i: int, seed: int, generated: bool) -> dict[str, Any]:
+    p = outline.params(i)
+    return {
+        "chars": st.chars,
+        "target_chars": p.target_chars,
+        "sentences": len(st.sentences),
+        "paragraphs": len(st.paragraphs),
+        "steps": st.step,
+        "tokens": st.tokens,
+        "rejected": dict(st.rejected),
+        "retry_rounds": st.retry_rounds,
+        "moved_on": st.moved_on,
+        "capped": st.capped,
+        "seconds": round(st.seconds, 2),
+        "seed": seed,
+        "cached": not generated,
+    }
+
+
+def _generate(
+    cfg: ProjectConfig,
+    outline: OutlineFile,
+    todo: list[int],
+    resume: dict[int, SectionState],
+    experts: dict[str, _Expert],
+    keys: list[str],
+    paths: list[Path],
+    seed: int,
+    progress: Progress,
+) -> dict[int, SectionState]:
+    from ..text.sentences import split_many
+
+    names = sorted({outline.sections[i].expert for i in todo})
+    progress.log(f"loading the base model and {len(names) - (BASE_EXPERT in names)} expert(s)")
+    host = load_host(cfg, {name: experts[name] for name in names})
+    chain_sections = [
+        ChainSection(
+            index=i,
+            heading=outline.sections[i].heading,
+            expert=outline.sections[i].expert,
+            prompt=outline.sections[i].prompt,
+            params=outline.params(i),
+            prompt_prefix=experts[outline.sections[i].expert].prompt_prefix,
+        )
+        for i in todo
+    ]
+    copy_guards = _copy_guards(cfg, chain_sections)
+    tasks = {i: f"{i + 1}. {outline.sections[i].heading}" for i in todo}
+    shown: dict[int, int] = {}
+    for sec in chain_sections:
+        progress.start(tasks[sec.index], total=sec.params.target_chars)
+
+    def save(i: int, state: SectionState) -> None:
+        write_json_atomic(
+            paths[i],
+            {
+                "format": CACHE_FORMAT,
+                "key": keys[i],
+                "seed": seed,
+                "number": i + 1,
+                "heading": outline.sections[i].heading,
+                "state": state.to_dict(),
+            },
+        )
+
+    def on_round(states: dict[int, SectionState], advanced: list[int]) -> None:
+        for i in advanced:
+            save(i, states[i])  # saved before anything is reported, so a failing reporter loses nothing
+        for i in advanced:
+            st = states[i]
+            target = outline.params(i).target_chars
+            now = min(st.chars, target)
+            progress.advance(tasks[i], now - shown.get(i, 0), info=f"{st.chars} chars")
+            shown[i] = now
+            if st.done:
+                note = " (step cap reached)" if st.capped else ""
+                progress.end(tasks[i], f"{tasks[i]}: {st.chars} chars, {len(st.sentences)} sentences{note}")
+
+    return run_chain(
+        chain_sections,
+        host.generate,
+        split_many,
+        seed=seed,
+        copy_guards=copy_guards,
+        states=resume,
+        on_round=on_round,
+    )
+
+
+def _copy_guards(cfg: ProjectConfig, sections: Iterable[ChainSection]) -> dict[int, CopyGuard]:
+    from ..training.registry import load_expert_passages
+
+    passages: dict[str, list[str]] = {}
+    built: dict[tuple[Any, ...], CopyGuard] = {}
+    out: dict[int, CopyGuard] = {}
+    for sec in sections:
+        if sec.expert == BASE_EXPERT:
+            continue
+        p = sec.params
+        key = (sec.expert, p.copy_ngram, p.copy_unit, p.copy_threshold)
+        if key not in built:
+            if sec.expert not in passages:
+                passages[sec.expert] = load_expert_passages(cfg, sec.expert)
+            built[key] = CopyGuard(
+                passages[sec.expert], n=p.copy_ngram, unit=p.copy_unit, threshold=p.copy_threshold
+            )
+        out[sec.index] = built[key]
+    return out
+
+
+def load_host(cfg: ProjectConfig, experts: dict[str, _Expert]) -> Any:
+    """The base once (device and dtype chosen as for training: `auto`), with every needed expert attached."""
+    from ..training.base import load_base_model
+    from ..training.runtime import resolve_precision
+    from .host import ExpertHost
+
+    precision = resolve_precision("auto")
+    model, tokenizer = load_base_model(cfg, device=precision.device, dtype=precision.dtype)
+    lora = {n: e.adapter for n, e in experts.items() if e.method == "lora" and e.adapter is not None}
+    freeze = {
+        n: e.adapter / "trained.safetensors" for n, e in experts.items() if e.method == "freeze" and e.adapter
+    }
+    return ExpertHost(model, tokenizer, lora=lora, freeze=freeze)

@@ -1,0 +1,53 @@
+"""What the chaining loop asks of a generator, and what it gets back (so tests can fake the model)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .config import GenerationParams
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Per-row decoding settings; rows with different settings still share one batch."""
+
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_k: int = 30
+    top_p: float = 0.95
+    repetition_penalty: float = 1.0
+    penalty_exempt_particles: bool = True
+    no_repeat_ngram_size: int = 0
+
+    @classmethod
+    def from_params(cls, p: GenerationParams) -> Sampling:
+        return cls(
+            max_new_tokens=p.max_new_tokens,
+            temperature=p.temperature,
+            top_k=p.top_k,
+            top_p=p.top_p,
+            repetition_penalty=p.repetition_penalty,
+            penalty_exempt_particles=p.penalty_exempt_particles,
+            no_repeat_ngram_size=p.no_repeat_ngram_size,
+        )
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt: str
+    expert: str  # a trained expert's name, or "base"
+    sampling: Sampling
+    seed: int  # this row's own random stream: its sample never depends on the other rows of the batch
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str  # the continuation only, without the prompt
+    mean_logprob: float  # mean log-likelihood of the sampled tokens under the expert (temperature 1)
+    tokens: int
+    finished: bool  # stopped on end-of-sequence rather than max_new_tokens
+
+
+GenerateFn = Callable[[Sequence[Request]], list[Generation]]
+SplitFn = Callable[[list[str]], list[list[str]]]

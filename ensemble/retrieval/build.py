@@ -1,0 +1,220 @@
+"""`build-index`: corpus → passages → BM25 index, incrementally by content hash, resumable after a crash."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import ConfigError
+from ..core.locks import work_lock
+from ..core.progress import NullProgress, Progress
+from ..corpus.load import read_documents
+from ..corpus.passages import split_passages_many
+from .base import Hit, Retriever, open_retriever
+
+if TYPE_CHECKING:
+    from ..config.project import PassagesConfig, ProjectConfig
+    from ..corpus.types import Document, Passage
+
+BATCH_CHARS = 64_000  # text per unit of work: big enough to amortise, small enough to keep two workers busy
+CHECKPOINT_PASSAGES = 20_000
+CHECKPOINT_SECONDS = 60.0
+PARALLEL_MIN_CHARS = 2_000_000  # below this, starting worker processes costs more than it saves
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    documents: int  # documents in the corpus now
+    passages: int  # passages in the index now
+    added: int
+    updated: int
+    deleted: int
+    unchanged: int
+    seconds: float
+
+
+Prepared = tuple[list["Document"], list[list["Passage"]], Any]
+
+
+def _prepare(docs: list[Document], passages_cfg: PassagesConfig, analyzer: str | None) -> Prepared:
+    """Split a batch into passages and, for a backend that analyzes client-side, analyze them.
+    Runs in the worker processes."""
+    per_doc = split_passages_many(docs, passages_cfg)
+    tokens = None
+    if analyzer is not None:
+        from .embedded import analyze_passages
+
+        tokens = analyze_passages([p.text for ps in per_doc for p in ps], analyzer)
+    return docs, per_doc, tokens
+
+
+def _batches(docs: Sequence[Document]) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    size = 0
+    for doc in docs:
+        batch.append(doc)
+        size += len(doc.text)
+        if size >= BATCH_CHARS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _warm_up(passages_cfg: PassagesConfig, analyzer: str | None) -> None:
+    """Load the sentence splitter and the analyzers once, so forked workers inherit them instead of each
+    paying the start-up (kss alone takes seconds to import)."""
+    from ..corpus.types import Document
+
+    _prepare([Document("warm-up", "준비 중입니다. 곧 시작합니다.", None, "", "")], passages_cfg, analyzer)
+
+
+def _fork_pool(workers: int) -> ProcessPoolExecutor | None:
+    """Workers forked from this (warmed-up) process; None where fork is unavailable."""
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    # With fork, the first submit starts every worker: do it now, before the index opens its threads.
+    pool.submit(int).result()
+    return pool
+
+
+def _results(
+    batches: Iterator[list[Document]],
+    prepare: Callable[[list[Document]], Prepared],
+    pool: ProcessPoolExecutor | None,
+    ahead: int,
+) -> Iterator[Prepared]:
+    """Prepared batches in corpus order; with a pool, a few run ahead while the caller writes the index."""
+    if pool is None:
+        for batch in batches:
+            yield prepare(batch)
+        return
+    pending: deque[Future[Prepared]] = deque()
+    for batch in batches:
+        pending.append(pool.submit(prepare, batch))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+class _Prepare:
+    """Picklable `batch -> Prepared` for the worker processes."""
+
+    def __init__(self, passages_cfg: PassagesConfig, analyzer: str | None) -> None:
+        self.passages_cfg = passages_cfg
+        self.analyzer = analyzer
+
+    def __call__(self, batch: list[Document]) -> Prepared:
+        return _prepare(batch, self.passages_cfg, self.analyzer)
+
+
+def build_index(
+    cfg: ProjectConfig,
+    *,
+    rebuild: bool = False,
+    skip_bad: bool = False,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    checkpoint_passages: int = CHECKPOINT_PASSAGES,
+) -> IndexSummary:
+    """Index the corpus: unchanged documents (same content hash) are skipped, changed ones replaced, removed
+    ones deleted. Progress is made durable every `checkpoint_passages` passages, so re-running an interrupted
+    build continues where it stopped. `workers`: processes for splitting and analysis (default: up to 2 CPUs,
+    used only for corpora large enough to gain from them)."""
+    warn = progress.log if progress is not None else None  # library callers get Python warnings
+    progress = progress or NullProgress()
+    started = time.perf_counter()
+    with work_lock(cfg.work_path / "build-index.lock"):
+        corpus = list(read_documents(cfg, skip_bad=skip_bad, warn=warn))
+        if workers is None:
+            workers = (
+                min(2, os.cpu_count() or 1) if sum(len(d.text) for d in corpus) >= PARALLEL_MIN_CHARS else 1
+            )
+        pool = None
+        retriever: Retriever | None = None
+        try:
+            analyzer = _client_analyzer(cfg)
+            if workers > 1:
+                _warm_up(cfg.passages, analyzer)
+                pool = _fork_pool(workers)
+            retriever = open_retriever(cfg, create=True, rebuild=rebuild)
+            summary = _index(retriever, corpus, cfg.passages, progress, pool, checkpoint_passages)
+            return IndexSummary(**summary, seconds=round(time.perf_counter() - started, 3))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+            if retriever is not None:
+                retriever.close()
+
+
+def _client_analyzer(cfg: ProjectConfig) -> str | None:
+    """The analyzer to run in Python before indexing: the embedded backend needs it, a server analyzes."""
+    return cfg.index.analyzer if cfg.index.backend == "embedded" else None
+
+
+def _index(
+    retriever: Retriever,
+    corpus: list[Document],
+    passages_cfg: PassagesConfig,
+    progress: Progress,
+    pool: ProcessPoolExecutor | None,
+    checkpoint_passages: int,
+) -> dict[str, int]:
+    known = retriever.doc_hashes()
+    todo = [d for d in corpus if known.get(d.id) != d.content_hash]
+    unchanged = len(corpus) - len(todo)
+    updated = sum(1 for d in todo if d.id in known)
+    removed = sorted(set(known) - {d.id for d in corpus})
+    analyzer = getattr(retriever, "client_analyzer", None)
+    checkpoint = getattr(retriever, "checkpoint", retriever.commit)
+
+    progress.start("indexing", total=len(corpus))
+    progress.advance("indexing", unchanged)
+    since, last = 0, time.monotonic()
+    written = 0
+    prepare = _Prepare(passages_cfg, analyzer)
+    for docs, per_doc, tokens in _results(_batches(todo), prepare, pool, ahead=4):
+        items = list(zip(docs, per_doc, strict=True))
+        if tokens is not None:
+            retriever.upsert(items, tokens=tokens)  # type: ignore[call-arg]  # the embedded backend's extension
+        else:
+            retriever.upsert(items)
+        n = sum(len(ps) for ps in per_doc)
+        since += n
+        written += n
+        progress.advance("indexing", len(docs), info=f"{written} passages")
+        if since >= checkpoint_passages or time.monotonic() - last >= CHECKPOINT_SECONDS:
+            checkpoint()
+            since, last = 0, time.monotonic()
+    if removed:
+        retriever.delete(removed)
+    retriever.commit()
+    passages = retriever.passage_count()
+    progress.end("indexing", None)
+    return {
+        "documents": len(corpus),
+        "passages": passages,
+        "added": len(todo) - updated,
+        "updated": updated,
+        "deleted": len(removed),
+        "unchanged": unchanged,
+    }
+
+
+def search(cfg: ProjectConfig, query: str, theme: str | None = None, k: int = 10) -> list[Hit]:
+    """Top-k passages for `query` (conjoined with `theme` when given) from the built index."""
+    if k <= 0:
+        raise ConfigError(f"k must be a positive number of passages, got {k}", key="k")
+    retriever = open_retriever(cfg)
+    try:
+        return retriever.search(query, theme=theme, k=k)
+    finally:
+        retriever.close()

@@ -1,0 +1,182 @@
+"""Fixtures for compose tests: a tiny base trained once per session on a templated Korean corpus, experts made
+directly on it (random LoRA adapters, perturbed upper blocks), and a project directory that uses them."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+# `tests/` is on sys.path under pytest (its conftest has no package); a site-packages `tests` shadows the name.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tinylm import build_tiny_base  # noqa: E402
+
+WORDS = {
+    "family": ["가족", "어머니", "아버지", "할머니", "동생", "저녁", "식탁", "집"],
+    "friends": ["친구", "우정", "학교", "편지", "여행", "약속", "운동장", "웃음"],
+    "nature": ["산", "바다", "계절", "봄", "숲", "바람", "꽃", "강"],
+}
+FRAMES = [
+    "우리는 {a}와 {b}을 함께 이야기했다.",
+    "{a}에서 {b}까지 함께 걸으며 {c}을 보았다.",
+    "오늘도 {a}은 {b} 곁에서 함께 {c}을 기다렸다.",
+    "{a}의 {b}은 언제나 {c}처럼 따뜻했다.",
+    "함께 만든 {a}은 {b}과 {c}의 기억으로 남았다.",
+]
+
+
+def make_corpus(per_topic: int = 12, seed: int = 0) -> dict[str, list[str]]:
+    rng = random.Random(seed)
+    out: dict[str, list[str]] = {}
+    for topic, words in WORDS.items():
+        out[topic] = [
+            " ".join(
+                rng.choice(FRAMES).format(a=rng.choice(words), b=rng.choice(words), c=rng.choice(words))
+                for _ in range(rng.randint(3, 4))
+            )
+            for _ in range(per_topic)
+        ]
+    return out
+
+
+CORPUS = make_corpus()
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    texts = [p for ps in CORPUS.values() for p in ps]
+    return build_tiny_base(tmp_path_factory.mktemp("composebase") / "base", texts, steps=40)
+
+
+def make_lora_adapter(base: Path, out: Path, seed: int, scale: float = 0.3) -> Path:
+    """A random LoRA adapter saved exactly as PEFT saves a trained one (B is non-zero, so it changes outputs)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["c_attn", "c_proj"], fan_in_fan_out=True, task_type="CAUSAL_LM"
+    )
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, scale)
+    peft_model.save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+def make_freeze_tensors(base: Path, out: Path, seed: int, scale: float = 0.05) -> list[str]:
+    """The upper block and final norm of the base, perturbed: what a `freeze` expert saves."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    top = model.config.n_layer - 1
+    tensors = {
+        n: (p.detach() + scale * torch.randn_like(p)).contiguous()
+        for n, p in model.named_parameters()
+        if n.startswith((f"transformer.h.{top}.", "transformer.ln_f."))
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / "trained.safetensors"))
+    return sorted(tensors)
+
+
+def write_expert(work: Path, base: Path, name: str, method: str, seed: int, passages: list[str]) -> None:
+    """An expert directory as `train-experts` leaves it: adapter/, dataset/{train,val}.jsonl, manifest.json last."""
+    import json
+
+    from ensemble.training.base import fingerprint_dir
+    from ensemble.training.registry import ExpertManifest
+
+    d = work / "experts" / name
+    adapter = d / "adapter"
+    trained: list[str] = []
+    if method == "lora":
+        make_lora_adapter(base, adapter, seed)
+    else:
+        trained = make_freeze_tensors(base, adapter, seed)
+    (d / "dataset").mkdir(parents=True, exist_ok=True)
+    for split, ps in (("train", passages[2:]), ("val", passages[:2])):
+        lines = [json.dumps({"id": f"{name}-{i}", "text": t}, ensure_ascii=False) for i, t in enumerate(ps)]
+        (d / "dataset" / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    manifest = ExpertManifest(
+        name=name,
+        title=name.capitalize(),
+        method=method,
+        base={"name_or_path": str(base), "fingerprint": fingerprint_dir(base)},
+        trained_tensors=trained,
+        val_perplexity_before=100.0,
+        val_perplexity_after=50.0,
+    )
+    (d / "manifest.json").write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def expert_store(tmp_path_factory, tiny_base) -> Path:
+    """A work_dir holding three experts: family and friends (LoRA), nature (freeze)."""
+    work = tmp_path_factory.mktemp("composeexperts") / "work"
+    write_expert(work, tiny_base, "family", "lora", 1, CORPUS["family"])
+    write_expert(work, tiny_base, "friends", "lora", 2, CORPUS["friends"])
+    write_expert(work, tiny_base, "nature", "freeze", 3, CORPUS["nature"])
+    return work
+
+
+# Small, fast sections: a few chaining steps each on the tiny base.
+FAST = {"target_chars": 90, "max_new_tokens": 24, "candidates": 2, "paragraph_chars": 50, "max_steps": 12}
+
+SECTIONS = [
+    {"heading": "가족의 저녁", "expert": "family", "prompt": "우리 가족은 저녁마다 식탁에 모인다."},
+    {"heading": "친구와 함께", "expert": "friends", "prompt": "친구와 나는 학교 운동장에서 만났다."},
+    {"heading": "산과 바다", "expert": "nature", "prompt": "봄이 오면 우리는 함께 산에 오른다."},
+    {"heading": "함께라는 말", "expert": "base", "prompt": "함께라는 말은 따뜻하다."},
+]
+
+
+class Project:
+    def __init__(self, root: Path, base: Path, store: Path) -> None:
+        self.root = root
+        self.work = root / "work"
+        shutil.copytree(store, self.work)
+        self.config_path = root / "ensemble.yaml"
+        self.config_path.write_text(
+            yaml.safe_dump({"work_dir": "work", "base_model": str(base)}, allow_unicode=True), encoding="utf-8"
+        )
+
+    @property
+    def cfg(self):
+        from ensemble.config import load_project
+
+        return load_project(self.config_path)
+
+    def outline(self, sections: list[dict] | None = None, *, defaults: dict | None = None,
+                name: str = "outline.yaml", title: str = "함께 사는 이야기") -> Path:
+        doc = {"title": title, "defaults": {**FAST, **(defaults or {})}, "sections": sections or SECTIONS}
+        path = self.root / name
+        path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        return path
+
+
+@pytest.fixture
+def project(tmp_path, tiny_base, expert_store) -> Project:
+    return Project(tmp_path, tiny_base, expert_store)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and the test machine's cores are shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

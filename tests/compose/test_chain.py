@@ -1,0 +1,214 @@
+"""Sentence chaining as control flow, with a scripted stand-in for the model."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from ensemble.compose.chain import ChainSection, SectionState, complete_sentences, run_chain
+from ensemble.compose.config import GenerationParams
+from ensemble.compose.types import Generation, Request
+from ensemble.text.sentences import split_many
+
+NOUNS = (
+    "가족 친구 마을 이웃 바다 산 강 숲 바람 봄 여름 가을 겨울 시장 골목 학교 편지 식탁 저녁 아침 "
+    "할머니 동생 어머니 아버지 잔치 도서관 운동장 동료 공장 밥상 명절 김치 된장 나무 꽃 하늘 별 달"
+).split()
+VERBS = "만났다 기다렸다 이야기했다 바라보았다 걸었다 웃었다 노래했다 나누었다 지켰다 그렸다".split()
+
+
+def split(texts: list[str]) -> list[list[str]]:
+    return split_many(texts, backend="rules")
+
+
+def sentence(rng: random.Random) -> str:
+    a, b, c = rng.sample(NOUNS, 3)
+    return f"{a}와 {b}는 {c}에서 함께 {rng.choice(VERBS)}."
+
+
+class Fake:
+    """Answers each request from its own seed (like the real host): two sentences and an unfinished tail."""
+
+    def __init__(self, make: Callable[[Request, random.Random], str] | None = None, logprob=None) -> None:
+        self.calls: list[list[Request]] = []
+        self.make = make or (lambda req, rng: f" {sentence(rng)} {sentence(rng)} 그리고 우리는")
+        self.logprob = logprob or (lambda req, rng: -rng.random())
+
+    def __call__(self, requests: Sequence[Request]) -> list[Generation]:
+        self.calls.append(list(requests))
+        out = []
+        for r in requests:
+            rng = random.Random(r.seed)
+            text = self.make(r, rng)
+            out.append(Generation(text, self.logprob(r, rng), tokens=len(text.split()), finished=False))
+        return out
+
+
+def section(index=0, prompt="우리 가족은 저녁마다 식탁에 모인다.", expert="family", **params) -> ChainSection:
+    return ChainSection(index, f"절 {index}", expert, prompt, GenerationParams(**params))
+
+
+def test_section_stops_at_first_sentence_boundary_past_target():
+    sec = section(target_chars=120, paragraph_chars=10_000)
+    st = run_chain([sec], Fake(), split)[0]
+    sents = st.sentences
+    assert st.done and not st.capped
+    assert st.chars >= 120
+    assert len(" ".join(sents[:-1])) < 120  # one sentence fewer would not reach the target
+    assert sents[0] == "우리 가족은 저녁마다 식탁에 모인다."  # the prompt opens the section
+    assert all(s.endswith(".") for s in sents) and not any("그리고 우리는" in s for s in sents)
+
+
+def test_new_paragraph_every_paragraph_chars():
+    st = run_chain([section(target_chars=300, paragraph_chars=60)], Fake(), split)[0]
+    assert len(st.paragraphs) >= 3
+    for p in st.paragraphs[:-1]:
+        text = " ".join(p)
+        assert len(text) >= 60 and len(" ".join(p[:-1])) < 60
+
+
+def test_next_prompt_is_the_last_context_sentences():
+    fake = Fake()
+    sec = section(target_chars=200, context_sentences=2, candidates=1)
+    st = run_chain([sec], fake, split)[0]
+    assert fake.calls[0][0].prompt == "우리 가족은 저녁마다 식탁에 모인다."
+    written = []
+    for call in fake.calls[1:]:
+        prompt = call[0].prompt
+        assert len(split([prompt])[0]) == 2
+        written.append(prompt)
+    assert all(p in " ".join(st.sentences) for p in written)
+
+
+def test_heading_and_condition_prefix_in_prompt():
+    fake = Fake()
+    sec = ChainSection(0, "가족", "family", "첫 문장이다.", GenerationParams(target_chars=40, prefix_heading=True),
+                       prompt_prefix="[TOPIC] family [TEXT]")
+    run_chain([sec], fake, split)
+    assert fake.calls[0][0].prompt == "[TOPIC] family [TEXT]가족\n첫 문장이다."
+
+
+def test_unfinished_prompt_is_completed_by_the_model():
+    fake = Fake(lambda req, rng: " 함께 밥을 먹는다. " + sentence(rng))
+    st = run_chain([section(prompt="시작한다. 우리 가족은 저녁마다", target_chars=60)], fake, split)[0]
+    assert fake.calls[0][0].prompt == "시작한다. 우리 가족은 저녁마다"
+    assert st.sentences[:2] == ["시작한다.", "우리 가족은 저녁마다 함께 밥을 먹는다."]
+
+
+def test_all_sections_advance_together_with_candidates_in_one_batch():
+    fake = Fake()
+    secs = [section(0, expert="family", candidates=3), section(1, expert="friends", candidates=2),
+            section(2, expert="base", candidates=1)]
+    states = run_chain(secs, fake, split)
+    first = fake.calls[0]
+    assert [r.expert for r in first] == ["family"] * 3 + ["friends"] * 2 + ["base"]
+    assert len({r.seed for r in first}) == 6
+    assert all(s.done for s in states.values())
+    # A finished section leaves the batch; the others keep going.
+    assert all(len(c) <= 6 for c in fake.calls)
+
+
+def test_best_candidate_by_loglikelihood_among_those_passing_guards():
+    copied = "우리 집 저녁 식탁에는 오래된 규칙이 하나 있다고 모두 알았다."
+    texts = {0: f" {copied}", 1: " 동생은 마당에서 강아지와 뛰어놀았다.", 2: " 할머니는 부엌에서 된장을 끓이셨다."}
+    lps = {0: -0.1, 1: -2.0, 2: -1.0}  # the copy is the most likely, then candidate 2
+
+    def make(req, rng):
+        return texts[_candidate(req)]
+
+    def lp(req, rng):
+        return lps[_candidate(req)]
+
+    class Copy:
+        def rejects(self, s: str) -> bool:
+            return s == copied
+
+    fake = Fake(make, lp)
+    sec = section(target_chars=25, candidates=3)
+    st = run_chain([sec], fake, split, copy_guards={0: Copy()})[0]
+    assert st.sentences[-1] == texts[2].strip()
+    assert st.rejected["copy"] == 1
+
+
+
+def _candidate(req: Request) -> int:
+    from ensemble.compose.chain import row_seed
+
+    for j in range(3):
+        if row_seed(0, 0, 0, j) == req.seed:
+            return j
+    raise AssertionError("unexpected seed")
+
+
+def test_guard_rejections_are_retried_counted_and_then_moved_on():
+    fake = Fake(lambda req, rng: " 우리 가족은 저녁마다 식탁에 모인다. " + sentence(rng))
+    sec = section(target_chars=60, candidates=2, max_retries=2)
+    st = run_chain([sec], fake, split)[0]
+    # Every candidate repeats the opening: rounds 1-3 fail (2 retries allowed), then it moves on, and since
+    # nothing of any candidate passes the repeat guard, no sentence is taken: the section ends at its cap.
+    assert st.rejected["repeat"] >= 6 and st.retry_rounds >= 3 and st.moved_on >= 1
+    assert st.sentences.count("우리 가족은 저녁마다 식탁에 모인다.") == 1
+
+
+def test_moving_on_keeps_the_passing_sentences_of_the_best_candidate():
+    fake = Fake(lambda req, rng: f" {sentence(rng)} 우리 가족은 저녁마다 식탁에 모인다.")
+    st = run_chain([section(target_chars=60, candidates=2, max_retries=0)], fake, split)[0]
+    assert st.moved_on >= 1 and st.chars >= 60
+    assert st.sentences.count("우리 가족은 저녁마다 식탁에 모인다.") == 1
+
+
+def test_hard_step_cap_ends_a_section_that_never_completes_a_sentence():
+    fake = Fake(lambda req, rng: " 그리고 우리는 함께")  # never a complete sentence
+    st = run_chain([section(target_chars=500, max_steps=5, candidates=2)], fake, split)[0]
+    assert st.done and st.capped and st.step == 5
+    assert st.rejected["incomplete"] == 10 and st.sentences == ["우리 가족은 저녁마다 식탁에 모인다."]
+    assert len(fake.calls) == 5
+
+
+def test_default_step_cap_scales_with_target():
+    fake = Fake(lambda req, rng: " 그리고")
+    st = run_chain([section(target_chars=100, candidates=1)], fake, split)[0]
+    assert st.capped and st.step == 20 + 100 // 20
+
+
+def test_resume_from_saved_states_gives_the_same_text():
+    secs = [section(0, target_chars=150), section(1, expert="friends", target_chars=250)]
+    full = run_chain(secs, Fake(), split, seed=7)
+
+    saved: dict[int, dict] = {}
+
+    def stop_after_two(states, advanced):
+        for i in advanced:
+            saved[i] = states[i].to_dict()
+        if states[0].step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_chain(secs, Fake(), split, seed=7, on_round=stop_after_two)
+    resumed = run_chain(secs, Fake(), split, seed=7, states={i: SectionState.from_dict(d) for i, d in saved.items()})
+    assert {i: s.paragraphs for i, s in resumed.items()} == {i: s.paragraphs for i, s in full.items()}
+
+
+def test_a_sections_text_does_not_depend_on_the_other_sections():
+    alone = run_chain([section(1, expert="friends", target_chars=200)], Fake(), split, seed=3)[1]
+    together = run_chain(
+        [section(0, target_chars=80), section(1, expert="friends", target_chars=200)], Fake(), split, seed=3
+    )[1]
+    assert alone.paragraphs == together.paragraphs
+
+
+def test_seed_changes_the_text():
+    a = run_chain([section(target_chars=100)], Fake(), split, seed=1)[0]
+    b = run_chain([section(target_chars=100)], Fake(), split, seed=2)[0]
+    assert a.paragraphs != b.paragraphs
+
+
+def test_complete_sentences_drop_fragments_and_stray_punctuation():
+    assert complete_sentences([". .", "... 남았다.", "우리는 간다.", "미완성"], model_ended=False) == [
+        "남았다.",
+        "우리는 간다.",
+    ]
+    assert complete_sentences(["우리는 간다"], model_ended=True) == ["우리는 간다"]
+    assert complete_sentences(["우리는 간"], model_ended=True) == []

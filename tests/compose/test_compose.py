@@ -1,0 +1,128 @@
+"""compose(): the whole stage on a tiny base with LoRA, freeze and base sections — determinism, resume,
+regenerating chosen sections, and outline errors that point at the line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SECTIONS, Project
+from ensemble.compose import compose
+from ensemble.compose.chain import is_complete
+from ensemble.core.errors import ConfigError, EnsembleError
+from ensemble.core.progress import NullProgress
+
+
+class StopAfterFirstSection(NullProgress):
+    """A reporter that fails when the first section finishes, like a Ctrl-C at that moment."""
+
+    def end(self, task: str, summary: str | None = None) -> None:
+        raise KeyboardInterrupt
+
+
+def texts(doc) -> list[list[list[str]]]:
+    return [s.paragraphs for s in doc.sections]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_base, expert_store):
+    """One uninterrupted run with seed 0, and one with seed 1, each in a fresh project."""
+    out = {}
+    for seed in (0, 1):
+        p = Project(tmp_path_factory.mktemp(f"ref{seed}"), tiny_base, expert_store)
+        out[seed] = compose(p.cfg, p.outline(), seed=seed)
+    return out
+
+
+def test_document_has_every_heading_and_reaches_each_target(reference):
+    doc = reference[0]
+    md = doc.markdown
+    assert md.startswith("# 함께 사는 이야기\n\n## 가족의 저녁\n\n우리 가족은 저녁마다 식탁에 모인다.")
+    headings = [line for line in md.splitlines() if line.startswith("#")]
+    assert headings == ["# 함께 사는 이야기"] + [f"## {s['heading']}" for s in SECTIONS]
+    for s in doc.sections:
+        st = s.stats
+        assert st["capped"] or st["chars"] >= st["target_chars"], st
+        assert is_complete(s.paragraphs[-1][-1], model_ended=True)
+        assert st["sentences"] == sum(len(p) for p in s.paragraphs)
+        assert set(st["rejected"]) == {"repeat", "copy", "incomplete"}
+    assert sum(not s.stats["capped"] for s in doc.sections) >= 3
+    report = doc.report()
+    assert [r["number"] for r in report["sections"]] == [1, 2, 3, 4] and report["generated"] == [1, 2, 3, 4]
+    json.dumps(report)
+
+
+def test_same_seed_same_document_other_seed_other_document(reference, project):
+    again = compose(project.cfg, project.outline(), seed=0)
+    assert again.markdown == reference[0].markdown
+    assert reference[1].markdown != reference[0].markdown
+
+
+def test_rerun_reuses_every_cached_section(project):
+    first = compose(project.cfg, project.outline(), seed=0)
+    second = compose(project.cfg, project.outline(), seed=0)
+    assert second.generated == [] and second.markdown == first.markdown
+    assert all(s.stats["cached"] for s in second.sections)
+
+
+def test_interrupted_compose_resumes_to_the_same_document(reference, project):
+    outline = project.outline()
+    with pytest.raises(KeyboardInterrupt):
+        compose(project.cfg, outline, seed=0, progress=StopAfterFirstSection())
+    saved = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(project.work.glob("compose/*/section-*.json"))]
+    finished = [d["number"] for d in saved if d["state"]["done"]]
+    assert finished and len(finished) < len(SECTIONS)
+    resumed = compose(project.cfg, outline, seed=0)
+    assert set(finished).isdisjoint(resumed.generated)
+    assert resumed.markdown == reference[0].markdown
+
+
+def test_sections_option_regenerates_only_those(reference, project):
+    outline = project.outline()
+    compose(project.cfg, outline, seed=0)
+    mixed = compose(project.cfg, outline, seed=1, sections="2,4")
+    assert mixed.generated == [2, 4]
+    ref0, ref1 = texts(reference[0]), texts(reference[1])
+    got = texts(mixed)
+    assert got[0] == ref0[0] and got[2] == ref0[2]  # reused as written with seed 0
+    assert got[1] == ref1[1] and got[3] == ref1[3]  # as a full run with seed 1 writes them
+    assert [s.stats["seed"] for s in mixed.sections] == [0, 1, 0, 1]
+
+
+def test_bad_sections_option(project):
+    with pytest.raises(EnsembleError, match="section 5 does not exist; the outline has 4"):
+        compose(project.cfg, project.outline(), sections="2,5")
+    with pytest.raises(EnsembleError, match="not a list of section numbers"):
+        compose(project.cfg, project.outline(), sections="two")
+
+
+def test_unknown_expert_names_the_outline_line(project):
+    outline = project.outline(SECTIONS[:1] + [{"heading": "마을", "expert": "village", "prompt": "마을에 산다."}])
+    with pytest.raises(ConfigError) as e:
+        compose(project.cfg, outline)
+    assert (e.value.path, e.value.line, e.value.key) == (str(outline), 14, "sections[1].expert")
+    assert "expert 'village' has no trained adapter" in e.value.message
+    assert "family, friends, nature" in e.value.message
+
+
+def test_expert_trained_on_another_base_is_refused(project):
+    manifest = project.work / "experts" / "friends" / "manifest.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data["base"]["fingerprint"] = "sha256:another"
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    outline = project.outline()
+    with pytest.raises(ConfigError) as e:
+        compose(project.cfg, outline)
+    assert (e.value.line, e.value.key) == (11, "sections[1].expert")
+    assert "expert 'friends' was trained on another base model" in e.value.message
+
+
+def test_retrained_expert_invalidates_its_cached_sections(project):
+    outline = project.outline()
+    compose(project.cfg, outline, seed=0)
+    manifest = project.work / "experts" / "family" / "manifest.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data["created_at"] = "later"
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    assert compose(project.cfg, outline, seed=0).generated == [1]

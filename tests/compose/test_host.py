@@ -1,0 +1,95 @@
+"""The expert host on a real tiny base: one batch with mixed experts gives what each expert gives alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from ensemble.compose.host import ExpertHost, exempt_token
+from ensemble.compose.types import Request, Sampling
+
+PROMPTS = ["우리 가족은 저녁마다 식탁에 모인다.", "친구와 나는 학교 운동장에서 만났다.", "봄이 오면"]
+GREEDY = Sampling(max_new_tokens=16, temperature=0)
+SAMPLED = Sampling(max_new_tokens=16, temperature=1.0, top_k=30, top_p=0.95, repetition_penalty=1.15,
+                   no_repeat_ngram_size=4)
+
+
+def load(base):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
+
+
+@pytest.fixture(scope="module")
+def host(tiny_base, expert_store):
+    model, tok = load(tiny_base)
+    experts = expert_store / "experts"
+    return ExpertHost(
+        model,
+        tok,
+        lora={"family": experts / "family" / "adapter", "friends": experts / "friends" / "adapter"},
+        freeze={"nature": experts / "nature" / "adapter" / "trained.safetensors"},
+    )
+
+
+def rows(sampling: Sampling) -> list[Request]:
+    experts = ["family", "friends", "base", "nature"]
+    return [Request(p, e, sampling, 1000 + 10 * i + j) for i, p in enumerate(PROMPTS) for j, e in enumerate(experts)]
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+def test_mixed_batch_equals_each_expert_alone(host, sampling):
+    reqs = rows(sampling)
+    batched = host.generate(reqs)
+    alone = [host.generate([r])[0] for r in reqs]
+    assert [g.text for g in batched] == [g.text for g in alone]
+    for b, a in zip(batched, alone, strict=True):
+        assert b.tokens == a.tokens and b.mean_logprob == pytest.approx(a.mean_logprob, abs=1e-4)
+    # The experts really differ, so equality above is not the base answering every row.
+    for i in range(len(PROMPTS)):
+        texts = [g.text for g in batched[4 * i : 4 * i + 4]]
+        assert len(set(texts)) >= 3, texts
+
+
+def test_lora_rows_match_plain_peft(host, tiny_base, expert_store):
+    from peft import PeftModel
+
+    model, tok = load(tiny_base)
+    peft_model = PeftModel.from_pretrained(model, str(expert_store / "experts" / "family" / "adapter")).eval()
+    req = Request(PROMPTS[0], "family", GREEDY, 0)
+    ids = tok(PROMPTS[0], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = ids.new_tensor([[tok.eos_token_id] + ids[0].tolist()])
+    ref = peft_model.generate(input_ids=ids, attention_mask=ids.new_ones(ids.shape), max_new_tokens=16,
+                              do_sample=False, pad_token_id=tok.pad_token_id)
+    expected = tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
+    got = host.generate([req])[0].text
+    assert got == expected[: len(got)] and len(got) > 0
+
+
+def test_freeze_expert_is_swapped_in_once_per_round_and_out_again(host, tiny_base):
+    import torch
+
+    reqs = rows(GREEDY)
+    host.restore_base()
+    before = host.swaps
+    host.generate(reqs)
+    host.generate(reqs)
+    # Round 1: shared rows on the base weights, then nature in. Round 2: nature out, shared rows, nature in.
+    assert host.swaps - before == 3
+    host.restore_base()
+    model, _ = load(tiny_base)
+    reference = dict(model.named_parameters())
+    for name, p in host._params.items():
+        if name in reference:
+            assert torch.equal(p.detach(), reference[name].detach()), name
+
+
+def test_same_seed_same_sample_different_seed_different_sample(host):
+    a = host.generate([Request(PROMPTS[0], "family", SAMPLED, 5)] * 2)
+    b = host.generate([Request(PROMPTS[0], "family", SAMPLED, 6)])
+    assert a[0].text == a[1].text
+    assert b[0].text != a[0].text
+
+
+def test_particles_and_punctuation_escape_the_repetition_penalty():
+    assert exempt_token(" 는") and exempt_token("을") and exempt_token(".") and exempt_token("다.")
+    assert not exempt_token(" 가족") and not exempt_token("우리")
