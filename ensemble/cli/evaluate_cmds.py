@@ -1,5 +1,109 @@
-"""CLI commands of this stage (registered on the shared app)."""
+"""`ensemble evaluate`: a table of quality measures on stdout (JSON with --json); notes and progress on stderr."""
 
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .app import app, state
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _i(x: int | None) -> str:
+    return "–" if x is None else str(x)
+
+
+def _table(report: Any) -> Any:
+    from rich.table import Table
+
+    o = report.overall
+    table = Table(title=report.title or report.document, show_footer=True, header_style="bold")
+    ranked = o.sections_with_expert
+    own = f"{o.own_expert_first}/{ranked} 1st" if ranked else "–"
+    columns: list[tuple[str, str, str]] = [
+        ("#", "", "right"),
+        ("section", "overall", "left"),
+        ("expert", "", "left"),
+        ("chars", str(o.chars), "right"),
+        ("sent.", str(o.sentences), "right"),
+        ("distinct-2", _f(o.distinct_2), "right"),
+        ("rep-2", _pct(o.rep_2), "right"),
+        ("rep-4", _pct(o.rep_4), "right"),
+        ("rep. sent.", _pct(o.repeated_sentences), "right"),
+        ("copy", _pct(o.copy_rate), "right"),
+        ("longest copy", _i(o.longest_copy_chars), "right"),
+        ("best expert", "", "left"),
+        ("own rank", own, "right"),
+        ("ppl base", _f(o.perplexity, 1), "right"),
+        ("ppl expert", _f(o.expert_perplexity, 1), "right"),
+    ]
+    for name, footer, justify in columns:
+        table.add_column(name, footer=footer, justify=justify)  # type: ignore[arg-type]
+    for s in report.sections:
+        table.add_row(
+            str(s.number),
+            s.heading,
+            s.expert or "–",
+            str(s.chars),
+            str(s.sentences),
+            _f(s.distinct_2),
+            _pct(s.rep_2),
+            _pct(s.rep_4),
+            _pct(s.repeated_sentences),
+            _pct(s.copy_rate),
+            _i(s.longest_copy_chars),
+            s.best_expert or "–",
+            _i(s.own_expert_rank),
+            _f(s.perplexity, 1),
+            _f(s.expert_perplexity, 1),
+        )
+    return table
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    document: Path = typer.Argument(..., help="the markdown document `ensemble compose` wrote"),
+    outline: Path | None = typer.Option(
+        None, "--outline", help="the outline.yaml it was written from: names each section's expert"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="print the full report as JSON instead of a table"),
+    perplexity: bool = typer.Option(
+        True, "--perplexity/--no-perplexity", help="score each section under the base model (and its expert)"
+    ),
+) -> None:
+    """Measure a document per section: length, distinct-n and rep-n, copy rate against the corpus,
+    which expert's data each section matches best, and perplexity under the base and the section's expert.
+
+    A measure whose artifact is missing (no index, no trained experts, no base model) is skipped with a note
+    on stderr; the rest is still reported."""
+    from ..evaluate import evaluate as evaluate_document
+
+    st = state(ctx)
+    progress = st.progress()
+    report = evaluate_document(
+        st.project(), document, outline_path=outline, perplexity=perplexity, progress=progress
+    )
+    for note in report.notes:
+        progress.log(f"note: {note}")
+    if json_out:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
+    console.print(_table(report))
+    o = report.overall
+    if o.longest_copy_text:
+        console.print(f"longest copied span ({o.longest_copy_chars} chars): {o.longest_copy_text}")

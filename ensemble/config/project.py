@@ -44,6 +44,8 @@ class ElasticsearchConfig(StrictModel):
     request_timeout: float = Field(30.0, gt=0)
     bulk_chunk: int = Field(500, gt=0)
     max_retries: int = Field(5, ge=0)
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(0, ge=0)
 
 
 class IndexConfig(StrictModel):

@@ -60,7 +60,7 @@ def parse_markdown(text: str, *, source: str | None = None) -> MarkdownDocument:
     def target() -> list[str]:
         return sections[-1][2] if sections else preamble
 
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
         line = raw.rstrip()
         if fence is not None:
             current.append(line)

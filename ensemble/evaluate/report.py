@@ -29,7 +29,7 @@ class SectionReport:
     distinct_2: float | None
     rep_2: float | None
     rep_4: float | None
-    repeated_sentences: float | None  # share of sentences that repeat an earlier one of the document
+    repeated_sentences: float | None  # share of sentences repeating an earlier one (overall: in the document)
     copy_rate: float | None  # share of the section's n-grams found in corpus passages
     copied_ngrams: int | None
     ngrams: int

@@ -549,8 +549,8 @@ def create_physical(conn: Connection, cfg: ProjectConfig, alias: str) -> str:
         cfg.index.analyzer,
         k1=cfg.index.k1,
         b=cfg.index.b,
-        shards=getattr(cfg.index.elasticsearch, "shards", tpl.DEFAULT_SHARDS),
-        replicas=getattr(cfg.index.elasticsearch, "replicas", tpl.DEFAULT_REPLICAS),
+        shards=cfg.index.elasticsearch.shards,
+        replicas=cfg.index.elasticsearch.replicas,
     )
     with conn.errors(f"installing index template {alias!r}"):
         conn.client.indices.put_index_template(

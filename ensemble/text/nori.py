@@ -184,7 +184,7 @@ class NoriAnalyzer:
     def _parse(self, text: str):
         lattice = self._mecab.Lattice()
         lattice.add_request_type(self._mecab.MECAB_ALLOCATE_SENTENCE)
-        lattice.set_sentence(text)
+        lattice.set_sentence(_for_mecab(text))
         if not self._tagger.parse(lattice):  # pragma: no cover - mecab reports no recoverable errors here
             raise RuntimeError(f"mecab failed: {self._tagger.what()}")
         return lattice
@@ -200,7 +200,7 @@ class NoriAnalyzer:
         known = self._known
         out: list[str] = []
         node = None  # lattice node of line `at`, fetched lazily and only forwards
-        at = -1
+        at = begin = 0  # begin: byte offset where that node's leading spaces start
         i = 0
         n = len(lines)
         while i < n:
@@ -214,10 +214,11 @@ class NoriAnalyzer:
                         terms = None  # the run may go on into the next morpheme: look at the nodes
             if terms is None:
                 if node is None:
-                    node, at = lattice.bos_node().next, 0
+                    node = lattice.bos_node().next
                 while at < i:
+                    begin += node.rlength
                     node, at = node.next, at + 1
-                terms, count = self._node_terms(lattice, node, i, line)
+                terms, count = self._node_terms(lattice, node, begin, line)
                 i += count - 1
             if terms:
                 out += terms
@@ -228,15 +229,16 @@ class NoriAnalyzer:
         analyze = self.analyze
         return [analyze(t) for t in texts]
 
-    def _node_terms(self, lattice, node, index: int, line: str) -> tuple[tuple[str, ...], int]:
-        """Kept terms of the best-path node at `index` and how many nodes they cover (an unknown run
-        can swallow the following nodes). Fills the caches."""
+    def _node_terms(self, lattice, node, begin: int, line: str) -> tuple[tuple[str, ...], int]:
+        """Kept terms of a best-path node whose leading spaces start at byte `begin`, and how many nodes
+        they cover (an unknown run can swallow the following nodes). Fills the caches."""
         if node.stat == _UNK_STAT:
-            surface, _, count = _unknown_word(node)
+            runs, count = _unknown_word(node)
+            pieces = [p for run in runs for p in morpheme_pieces(run, node.feature, True)]
             if count > 1:
-                return self._kept(morpheme_pieces(surface, node.feature, True)), count
-            return self._store(self._unknown, line, morpheme_pieces(surface, node.feature, True)), 1
-        feature = self._resolve(lattice, node, index, line)
+                return self._kept(pieces), count
+            return self._store(self._unknown, line, pieces), 1
+        feature = self._resolve(lattice, node, begin, line)
         return self._store(self._known, line, morpheme_pieces(node.surface, feature, False)), 1
 
     def _kept(self, pieces) -> tuple[str, ...]:
@@ -250,17 +252,13 @@ class NoriAnalyzer:
         cache[line] = terms
         return terms
 
-    def _resolve(self, lattice, node, index: int, line: str) -> str:
+    def _resolve(self, lattice, node, begin: int, line: str) -> str:
         """Rule 6: among entries with this node's surface, connection ids and cost, Lucene keeps the one
         from the seed file that sorts first; mecab may keep another."""
         winner = self._winner.get(line)
         if winner is not None:
             return winner
-        begin = 0  # begin_nodes is indexed by the byte offset *before* the node's leading spaces
-        walk = lattice.bos_node().next
-        for _ in range(index):
-            begin += walk.rlength
-            walk = walk.next
+        # begin_nodes is indexed by the byte offset *before* the node's leading spaces
         chosen = node.feature
         chosen_file = _source_file(chosen)
         other = lattice.begin_nodes(begin)
@@ -288,59 +286,83 @@ class NoriAnalyzer:
         if not text or text.isspace():
             return []
         lattice = self._parse(text)
+        seen = _for_mecab(text)
         out: list[tuple[str, int, int, int, str]] = []
         position = -1
         skipped = 0
         cursor = 0
         node = lattice.bos_node().next
-        index = 0
+        begin = 0
         while node.stat != _EOS_STAT:
             unknown = node.stat == _UNK_STAT
             if unknown:
-                surface, last, count = _unknown_word(node)
+                surfaces, count = _unknown_word(node)
                 feature = node.feature
             else:
-                surface, last, count = node.surface, node, 1
-                feature = self._resolve(lattice, node, index, f"{surface}\t{node.feature}")
-            start = text.find(surface, cursor)
-            if start < 0:  # pragma: no cover - mecab's surface always comes from the text
-                start = cursor
-            end = start + len(surface)
-            cursor = end
-            pieces = morpheme_pieces(surface, feature, unknown)
-            spans = [(start, end)] * len(pieces)
-            if not unknown and feature.split(",")[4:5] == ["Compound"]:
-                # Lucene gives a compound's parts their own offsets, counted back from the end
-                spans, piece_end = [], end
-                for term, _, _ in reversed(pieces):
-                    spans.append((max(start, piece_end - len(term)), piece_end))
-                    piece_end -= len(term)
-                spans.reverse()
-            for (term, tag, _), (s, e) in zip(pieces, spans, strict=True):
-                if tag in self.stop_tags:
-                    skipped += 1
-                    continue
-                position += 1 + skipped
-                skipped = 0
-                out.append((term.lower(), s, e, position, tag))
-            node = last.next
-            index += count
+                surfaces, count = [node.surface], 1
+                feature = self._resolve(lattice, node, begin, f"{node.surface}\t{node.feature}")
+            for surface in surfaces:
+                start = seen.find(surface, cursor)
+                if start < 0:  # pragma: no cover - mecab's surface always comes from the text
+                    start = cursor
+                end = cursor = start + len(surface)
+                for term, tag, s, e in _placed_pieces(surface, feature, unknown, start, end):
+                    if tag in self.stop_tags:
+                        skipped += 1
+                        continue
+                    position += 1 + skipped
+                    skipped = 0
+                    out.append((term.lower(), s, e, position, tag))
+            for _ in range(count):
+                begin += node.rlength
+                node = node.next
         return out
 
 
-def _unknown_word(node):
-    """Nori makes one unknown word of the whole same-script run where no dictionary word starts; mecab
-    may stop earlier and parse the rest (퀄|에서, ①|재료). Returns the run's surface, its last mecab node
-    and the number of mecab nodes it covers; a run that would end inside a mecab node stops before it."""
+def _for_mecab(text: str) -> str:
+    """mecab stops at NUL; ㆍ (Nori's interpunct) goes in as ·, which mecab knows as a symbol. Both keep the
+    length, so offsets stay valid."""
+    return text.replace("\x00", " ").replace("\u318d", "\u00b7")
+
+
+def _placed_pieces(surface: str, feature: str, unknown: bool, start: int, end: int):
+    """morpheme_pieces with offsets: Lucene gives a compound's parts their own offsets (counted back from
+    the end) and every part of an inflected form the offsets of the whole form."""
+    pieces = morpheme_pieces(surface, feature, unknown)
+    spans = [(start, end)] * len(pieces)
+    if not unknown and feature.split(",")[4:5] == ["Compound"]:
+        spans, piece_end = [], end
+        for term, _, _ in reversed(pieces):
+            spans.append((max(start, piece_end - len(term)), piece_end))
+            piece_end -= len(term)
+        spans.reverse()
+    return [(t, tag, s, e) for (t, tag, _), (s, e) in zip(pieces, spans, strict=True)]
+
+
+def _split_runs(surface: str) -> list[str]:
+    runs = []
+    while surface:
+        n = unknown_run_length(surface)
+        runs.append(surface[:n])
+        surface = surface[n:]
+    return runs
+
+
+def _unknown_word(node) -> tuple[list[str], int]:
+    """Nori makes one unknown word of the whole same-script run where no dictionary word starts. mecab may
+    stop earlier and parse the rest (퀄|에서, ①|재료): the nodes are joined while the run goes on and they
+    touch (a run that would end inside a node stops before it). mecab may also group more than one run
+    (a symbol run and a letter run): it is cut into runs. Returns the runs and how many nodes they cover."""
     surface = node.surface
-    if surface[0] in _LAUGHTER or unknown_run_length(surface) < len(surface):
-        return surface, node, 1
-    last, count = node, 1
+    runs = _split_runs(surface)
+    if len(runs) > 1 or surface[0] in _LAUGHTER:
+        return runs, 1
+    count = 1
     following = node.next
     while following.stat != _EOS_STAT and following.rlength == following.length:
         joined = surface + following.surface
         if unknown_run_length(joined) < len(joined):
             break
-        surface, last, count = joined, following, count + 1
+        surface, count = joined, count + 1
         following = following.next
-    return surface, last, count
+    return [surface], count

@@ -53,8 +53,11 @@ def _patterns():
         r"[\p{WB=ALetter}\p{WB=Numeric}\p{WB=Katakana}\p{WB=Hebrew_Letter}\p{Ideographic}\p{Script=Hiragana}"
         r"\p{Script=Hangul}\p{Line_Break=Complex_Context}\p{Extended_Pictographic}\p{Regional_Indicator}]"
     )
-    # the `regex` module leaves a leading apostrophe on a word ('quoted' -> 'quoted); UAX #29 does not
-    leading = regex.compile(r"^[\p{WB=Single_Quote}\p{WB=MidLetter}\p{WB=MidNumLet}\p{WB=MidNum}]+")
+    # the `regex` module leaves a leading apostrophe or format char on a word ('quoted' -> 'quoted); UAX #29
+    # and Lucene do not
+    leading = regex.compile(
+        r"^[\p{WB=Single_Quote}\p{WB=MidLetter}\p{WB=MidNumLet}\p{WB=MidNum}\p{WB=Format}\p{WB=Extend}]+"
+    )
     # Lucene keeps a run of Southeast Asian script (Thai, Lao, ...) as one token; UAX #29 splits every char
     southeast_asian = regex.compile(r"^[\p{Line_Break=Complex_Context}\p{Mn}]+$")
     kinds = [

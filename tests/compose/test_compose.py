@@ -101,7 +101,7 @@ def test_unknown_expert_names_the_outline_line(project):
     outline = project.outline(SECTIONS[:1] + [{"heading": "마을", "expert": "village", "prompt": "마을에 산다."}])
     with pytest.raises(ConfigError) as e:
         compose(project.cfg, outline)
-    assert (e.value.path, e.value.line, e.value.key) == (str(outline), 14, "sections[1].expert")
+    assert (e.value.path, e.value.line, e.value.key) == (str(outline), 13, "sections[1].expert")
     assert "expert 'village' has no trained adapter" in e.value.message
     assert "family, friends, nature" in e.value.message
 
@@ -114,7 +114,7 @@ def test_expert_trained_on_another_base_is_refused(project):
     outline = project.outline()
     with pytest.raises(ConfigError) as e:
         compose(project.cfg, outline)
-    assert (e.value.line, e.value.key) == (11, "sections[1].expert")
+    assert (e.value.line, e.value.key) == (13, "sections[1].expert")
     assert "expert 'friends' was trained on another base model" in e.value.message
 
 

@@ -197,6 +197,10 @@ class FakeES:
         if m == "PUT" and len(parts) == 2 and parts[0] == "_index_template":
             self.templates[parts[1]] = req.body
             return 200, {"acknowledged": True}, {}
+        if m == "DELETE" and len(parts) == 2 and parts[0] == "_index_template":
+            if self.templates.pop(parts[1], None) is None:
+                return 404, error_body(404, "resource_not_found_exception", f"[{parts[1]}] missing"), {}
+            return 200, {"acknowledged": True}, {}
         if m == "POST" and p == "/_aliases":
             return self._aliases(req.body)
         if m == "GET" and len(parts) == 2 and parts[0] == "_alias":
@@ -211,7 +215,8 @@ class FakeES:
             return self._index_level(m, parts[0], req)
         if len(parts) == 2:
             name = parts[0]
-            ix = self.indices.get(name)
+            targets = self.alias_targets(name)
+            ix = self.indices.get(targets[0] if len(targets) == 1 else name)
             if ix is None:
                 return 404, error_body(404, "index_not_found_exception", f"no such index [{name}]"), {}
             op = parts[1]

@@ -1,5 +1,6 @@
-"""The Elasticsearch backend against a live server: same ranking as the embedded backend, incremental
-re-index, alias swap, and the error texts the offline tests only imitate.
+"""The Elasticsearch backend against a live server: the shared retrieval contract
+(tests/retrieval/contract.py), same ranking as the embedded backend, incremental re-index, alias swap, and
+the error texts the offline tests only imitate.
 
 Runs when ENSEMBLE_ES_URL points at an Elasticsearch 9 with analysis-nori, for example
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
@@ -27,6 +29,10 @@ pytestmark = [
         "(docker compose -f docker-compose.es.yml up -d)",
     ),
 ]
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "retrieval"))  # where contract.py lives
+
+from contract import *  # noqa: E402, F403  (the shared backend contract, run against the live server)
 
 import ensemble  # noqa: E402
 from ensemble.config.project import ProjectConfig  # noqa: E402
@@ -66,6 +72,17 @@ def live(tmp_path):
     emb_cfg = emb_cfg.with_base_dir(tmp_path, tmp_path / "ensemble.yaml")
     yield es_cfg, emb_cfg, tmp_path
     _cleanup(es_cfg, name)
+
+
+@pytest.fixture
+def open_backend(tmp_path):
+    """The contract's fixture: one live index (fresh name), opened as often as the test likes."""
+    name = f"ensemble-test-{uuid.uuid4().hex[:12]}"
+    cfg = ProjectConfig.model_validate(
+        {"index": {"backend": "elasticsearch", "analyzer": "nori", "elasticsearch": {"index": name}}}
+    ).with_base_dir(tmp_path, tmp_path / "ensemble.yaml")
+    yield lambda create=True, rebuild=False: open_retriever(cfg, create=create, rebuild=rebuild)
+    _cleanup(cfg, name)
 
 
 def _cleanup(cfg: ProjectConfig, name: str) -> None:

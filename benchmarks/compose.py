@@ -1,0 +1,315 @@
+"""Composition throughput and memory: our expert host vs the recipe's way, on a GPT-2-124M-shaped model.
+
+    python benchmarks/compose.py [--experts 7] [--steps 2] [--max-new-tokens 48] [--candidates 3] [--threads 1]
+
+Both sides write the same document: `experts` sections, each `steps` chaining steps of `max-new-tokens`
+tokens from a prompt of `prompt-tokens` tokens (random-init weights and random-init LoRA adapters: speed and
+memory do not depend on what the weights say; a tiny model's figures are dominated by Python overhead).
+
+- recipe: each expert is its own full model (base with its LoRA merged in), all resident; sections are
+  generated one after another at batch 1 with HF sampling (top-k 30, top-p 0.95, repetition_penalty 2.0).
+- host:   one base with every expert attached as a PEFT adapter (ensemble.compose.host.ExpertHost); each
+  step is ONE batch holding all sections × `candidates` rows, each row with its own adapter and seed.
+
+Each side runs in its own process so peak RSS is its own; "model memory" is peak RSS minus that of a process
+that only imports the libraries. Threads: torch.set_num_threads(--threads) in every process (default 1), so
+both sides get the same compute and the figures do not depend on what else runs on the machine's cores.
+Also checked: greedy outputs of the batched mixed-adapter rows equal each adapter run alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EOS = "<|endoftext|>"
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# -- artifacts ------------------------------------------------------------------------------------------
+
+
+def build(root: Path, experts: int, size: str) -> None:
+    """A byte-level tokenizer with GPT-2's vocabulary size, a random-init GPT-2, and random LoRA adapters."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    byte_chars = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {c: i for i, c in enumerate(sorted(byte_chars))}
+    config = GPT2Config() if size == "124m" else GPT2Config(n_layer=2, n_embd=64, n_head=2, n_positions=256)
+    while len(vocab) < config.vocab_size - 1:
+        vocab[f"tok{len(vocab)}"] = len(vocab)
+    vocab[EOS] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=EOS)
+    fast.save_pretrained(root / "base")
+    model = GPT2LMHeadModel(config)
+    model.config.pad_token_id = fast.pad_token_id
+    model.save_pretrained(root / "base", safe_serialization=True)
+    for e in range(experts):
+        base = GPT2LMHeadModel.from_pretrained(root / "base")
+        lora = LoraConfig(
+            r=8,
+            lora_alpha=16,
+            target_modules=["c_attn", "c_proj"],
+            fan_in_fan_out=True,
+            init_lora_weights=False,
+            task_type="CAUSAL_LM",
+        )
+        get_peft_model(base, lora).save_pretrained(root / f"expert{e}", safe_serialization=True)
+
+
+def prompts(n: int, length: int) -> list[str]:
+    # ASCII: one byte, one token, so every prompt is exactly `length` tokens.
+    return [(f"section {e} " * length)[:length] for e in range(n)]
+
+
+# -- the two ways ---------------------------------------------------------------------------------------
+
+
+def run_recipe(root: Path, args) -> dict:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoTokenizer, GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
+
+    t_load = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(root / "base")
+    models = []
+    for e in range(args.experts):
+        base = GPT2LMHeadModel.from_pretrained(root / "base")
+        models.append(PeftModel.from_pretrained(base, str(root / f"expert{e}")).merge_and_unload().eval())
+    load_s = time.perf_counter() - t_load
+
+    first: dict[int, float] = {}
+
+    class FirstToken(LogitsProcessor):
+        def __init__(self, e: int) -> None:
+            self.e = e
+
+        def __call__(self, input_ids, scores):
+            first.setdefault(self.e, time.perf_counter())
+            return scores
+
+    tokens = 0
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for e, text in enumerate(prompts(args.experts, args.prompt_tokens)):
+            ids = torch.tensor([[tok.eos_token_id] + tok(text, add_special_tokens=False)["input_ids"]])
+            for step in range(args.steps):
+                torch.manual_seed(1000 * e + step)
+                out = models[e].generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    do_sample=True,
+                    top_k=30,
+                    top_p=0.95,
+                    repetition_penalty=2.0,
+                    max_new_tokens=args.max_new_tokens,
+                    min_new_tokens=args.max_new_tokens,
+                    pad_token_id=tok.pad_token_id,
+                    logits_processor=LogitsProcessorList([FirstToken(e)]),
+                )
+                tokens += out.shape[1] - ids.shape[1]
+    wall = time.perf_counter() - t0
+    ttft = [first[e] - t0 for e in sorted(first)]
+    return {
+        "load_s": load_s,
+        "wall_s": wall,
+        "tokens": tokens,
+        "doc_tokens": tokens,
+        "ttft": ttft,
+        "peak_rss": peak_rss(),
+    }
+
+
+def run_host(root: Path, args) -> dict:
+    import torch
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    import ensemble.compose.host as host_mod
+    from ensemble.compose.config import GenerationParams
+    from ensemble.compose.types import Request, Sampling
+
+    t_load = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(root / "base")
+    base = GPT2LMHeadModel.from_pretrained(root / "base")
+    names = [f"expert{e}" for e in range(args.experts)]
+    host = host_mod.ExpertHost(base, tok, lora={n: root / n for n in names})
+    load_s = time.perf_counter() - t_load
+
+    first: list[float] = []
+    sampler_call = host_mod.RowSampler.__call__
+
+    def timed_call(self, input_ids, scores):
+        if not first:
+            first.append(time.perf_counter())
+        return sampler_call(self, input_ids, scores)
+
+    host_mod.RowSampler.__call__ = timed_call
+    sampling = Sampling.from_params(GenerationParams(max_new_tokens=args.max_new_tokens))
+    texts = prompts(args.experts, args.prompt_tokens)
+    tokens = doc_tokens = 0
+    t0 = time.perf_counter()
+    for step in range(args.steps):
+        reqs = [
+            Request(texts[e], names[e], sampling, seed=hash((e, step, c)) & 0xFFFF_FFFF)
+            for e in range(args.experts)
+            for c in range(args.candidates)
+        ]
+        gens = host.generate(reqs)
+        tokens += sum(g.tokens for g in gens)
+        doc_tokens += sum(gens[e * args.candidates].tokens for e in range(args.experts))
+    wall = time.perf_counter() - t0
+    host_mod.RowSampler.__call__ = sampler_call
+    peak = peak_rss()
+
+    # Greedy: the batched mixed-adapter rows must equal each adapter run alone.
+    greedy = Sampling(max_new_tokens=args.max_new_tokens, temperature=0)
+    reqs = [Request(texts[e], names[e], greedy, 0) for e in range(args.experts)]
+    batched = host.generate(reqs)
+    alone = [host.generate([r])[0] for r in reqs]
+    matches = sum(b.text == a.text for b, a in zip(batched, alone, strict=True))
+    distinct = len({b.text for b in batched})
+    return {
+        "load_s": load_s,
+        "wall_s": wall,
+        "tokens": tokens,
+        "doc_tokens": doc_tokens,
+        "ttft": [first[0] - t0] * args.experts,
+        "peak_rss": peak,
+        "greedy_match": matches,
+        "greedy_distinct": distinct,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_one(root: Path, args) -> dict:
+    """The footprint of one model generating one section: what 'one model' means in the memory goal."""
+    import torch
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    tok = AutoTokenizer.from_pretrained(root / "base")
+    model = GPT2LMHeadModel.from_pretrained(root / "base").eval()
+    ids = torch.tensor([[tok.eos_token_id] + tok(prompts(1, args.prompt_tokens)[0])["input_ids"]])
+    with torch.inference_mode():
+        model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=True,
+            top_k=30,
+            max_new_tokens=args.max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+        )
+    return {"peak_rss": peak_rss()}
+
+
+def run_baseline(root: Path, args) -> dict:
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    import ensemble.compose.host  # noqa: F401
+
+    return {"peak_rss": peak_rss()}
+
+
+ROLES = {"recipe": run_recipe, "host": run_host, "one": run_one, "baseline": run_baseline}
+
+
+def child(role: str, root: Path, args) -> dict:
+    cmd = [sys.executable, __file__, "--role", role, "--root", str(root)]
+    for key in ("experts", "steps", "max_new_tokens", "candidates", "threads", "prompt_tokens", "size"):
+        cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{role} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--experts", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=2, help="chaining steps per section")
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--candidates", type=int, default=3, help="host rows per section and step")
+    ap.add_argument("--prompt-tokens", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--size", choices=["124m", "tiny"], default="124m")
+    ap.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
+    ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.role:
+        print(json.dumps(ROLES[args.role](args.root, args)))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="compose-bench-") as tmp:
+        root = Path(tmp)
+        t = time.perf_counter()
+        build(root, args.experts, args.size)
+        print(
+            f"built a random {args.size} GPT-2 + {args.experts} LoRA adapters in {time.perf_counter() - t:.0f} s; "
+            f"torch threads per process: {args.threads}",
+            flush=True,
+        )
+        res = {role: child(role, root, args) for role in ("baseline", "one", "recipe", "host")}
+
+    base_rss = res["baseline"]["peak_rss"]
+    mem = {k: (res[k]["peak_rss"] - base_rss) / 2**20 for k in ("one", "recipe", "host")}
+    rec, host = res["recipe"], res["host"]
+    gib = 2**20
+    print(
+        f"\n{args.experts} sections × {args.steps} steps × {args.max_new_tokens} tokens; host batch = "
+        f"{args.experts} × {args.candidates} candidates = {args.experts * args.candidates} rows"
+    )
+    print(f"{'':28}{'recipe':>12}{'host':>12}{'host/recipe':>13}")
+    rows = [
+        ("generated tokens/s", rec["tokens"] / rec["wall_s"], host["tokens"] / host["wall_s"]),
+        ("document tokens/s", rec["doc_tokens"] / rec["wall_s"], host["doc_tokens"] / host["wall_s"]),
+        ("first token, 1st section s", rec["ttft"][0], host["ttft"][0]),
+        (
+            "first token, mean section s",
+            sum(rec["ttft"]) / len(rec["ttft"]),
+            sum(host["ttft"]) / len(host["ttft"]),
+        ),
+        ("generation wall s", rec["wall_s"], host["wall_s"]),
+        ("load s", rec["load_s"], host["load_s"]),
+        ("model memory MiB", mem["recipe"], mem["host"]),
+        ("peak RSS MiB", rec["peak_rss"] / gib, host["peak_rss"] / gib),
+    ]
+    for name, a, b in rows:
+        print(f"{name:28}{a:12.2f}{b:12.2f}{b / a:12.2f}×")
+    print(
+        f"\none model generating one section: {mem['one']:.0f} MiB model memory "
+        f"(import-only process: {base_rss / gib:.0f} MiB)"
+    )
+    print(
+        f"host model memory / one model: {mem['host'] / mem['one']:.2f}× (goal ≤ 1.2×); "
+        f"generated tokens/s host / recipe: {(host['tokens'] / host['wall_s']) / (rec['tokens'] / rec['wall_s']):.2f}× "
+        f"(goal ≥ 3×)"
+    )
+    print(
+        f"greedy: batched mixed-adapter rows equal each adapter alone for {host['greedy_match']}/{args.experts} "
+        f"experts ({host['greedy_distinct']} distinct outputs)"
+    )
+
+
+if __name__ == "__main__":
+    main()

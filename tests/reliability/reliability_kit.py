@@ -1,0 +1,300 @@
+"""Shared pieces of the reliability suite: a small project on disk, a CLI runner with resource limits and a
+secret in its environment, snapshots of a directory, and a runner that SIGKILLs a command mid-work."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+# Present in the environment of every command the suite runs; must never reach a file or stderr.
+SECRET = "s3cr3t-Reliability-7f3a9c"
+SECRET_ENV = {"ENSEMBLE_ES_USERNAME": "elastic", "ENSEMBLE_ES_PASSWORD": SECRET}
+
+WORDS = {
+    "family": ["가족", "어머니", "아버지", "할머니", "동생", "저녁", "식탁", "집"],
+    "friends": ["친구", "우정", "학교", "편지", "여행", "약속", "운동장", "웃음"],
+    "village": ["마을", "이웃", "골목", "시장", "잔치", "도서관", "주민", "공동체"],
+}
+FRAMES = [
+    "우리는 {a}와 {b}을 함께 이야기했다.",
+    "{a}에서 {b}까지 함께 걸으며 {c}을 보았다.",
+    "오늘도 {a}은 {b} 곁에서 함께 {c}을 기다렸다.",
+    "{a}의 {b}은 언제나 {c}처럼 따뜻했다.",
+    "함께 만든 {a}은 {b}과 {c}의 기억으로 남았다.",
+]
+
+# A few optimizer steps per expert, checkpointed every epoch (so a kill mid-training has something to resume).
+TRAIN_DEFAULTS = {
+    "top_k": 10,
+    "epochs": 3,
+    "micro_batch_size": 2,
+    "grad_accum": 1,
+    "block_size": 64,
+    "warmup_steps": 0,
+    "learning_rate": 0.01,
+    "gradient_checkpointing": False,
+    "min_val_passages": 2,
+    "val_fraction": 0.2,
+}
+TOPICS = [
+    {"name": "family", "title": "가족", "queries": ["가족 저녁", "어머니 아버지"]},
+    {"name": "friends", "title": "친구", "queries": ["친구 우정", "학교 편지"]},
+]
+GEN_DEFAULTS = {
+    "target_chars": 60,
+    "max_new_tokens": 16,
+    "candidates": 1,
+    "paragraph_chars": 40,
+    "max_steps": 8,
+}
+SECTIONS = [
+    {"heading": "가족의 저녁", "expert": "family", "prompt": "우리 가족은 저녁마다 식탁에 모인다."},
+    {"heading": "친구와 함께", "expert": "friends", "prompt": "친구와 나는 학교 운동장에서 만났다."},
+]
+QUERIES = ["가족 저녁", "친구", "마을 이웃 잔치", "함께 걸으며", "따뜻했다"]
+
+
+def corpus_texts(per_topic: int = 12, seed: int = 0) -> dict[str, list[str]]:
+    rng = random.Random(seed)
+    out: dict[str, list[str]] = {}
+    for topic, words in WORDS.items():
+        out[topic] = [
+            " ".join(
+                rng.choice(FRAMES).format(a=rng.choice(words), b=rng.choice(words), c=rng.choice(words))
+                for _ in range(rng.randint(3, 4))
+            )
+            for _ in range(per_topic)
+        ]
+    return out
+
+
+def dump_yaml(path: Path, doc: object) -> Path:
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def write_project(root: Path, base: Path | None) -> Path:
+    """ensemble.yaml + topics.yaml + outline.yaml + corpus/ (one .txt per document)."""
+    root.mkdir(parents=True, exist_ok=True)
+    corpus = root / "corpus"
+    corpus.mkdir(exist_ok=True)
+    for topic, texts in corpus_texts().items():
+        for i, text in enumerate(texts):
+            (corpus / f"{topic}-{i:02d}.txt").write_text(text + "\n", encoding="utf-8")
+    cfg: dict = {"corpus": ["corpus/"], "passages": {"max_chars": 200}, "work_dir": "work"}
+    if base is not None:
+        cfg["base_model"] = str(base)
+    dump_yaml(root / "ensemble.yaml", cfg)
+    dump_yaml(root / "topics.yaml", {"theme": "함께", "defaults": TRAIN_DEFAULTS, "topics": TOPICS})
+    dump_yaml(
+        root / "outline.yaml", {"title": "함께 사는 이야기", "defaults": GEN_DEFAULTS, "sections": SECTIONS}
+    )
+    return root
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    args: tuple[str, ...] = ()
+
+    @property
+    def err_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    def __str__(self) -> str:
+        return f"ensemble {' '.join(self.args)} → {self.code} in {self.seconds:.1f} s\n--- stderr:\n{self.stderr}"
+
+
+def _env(extra: dict | None) -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", **SECRET_ENV}
+    env.pop("COLUMNS", None)
+    return {**env, **(extra or {})}
+
+
+def _limits(address_space: int | None) -> Callable[[], None] | None:
+    if address_space is None:
+        return None
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    return apply
+
+
+def ensemble(
+    *args: str,
+    cwd: Path,
+    env: dict | None = None,
+    timeout: float = 300,
+    address_space: int | None = None,
+    log: list | None = None,
+) -> Result:
+    """Run `python -m ensemble ARGS` as a user would; `address_space` caps its virtual memory (RLIMIT_AS)."""
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "ensemble", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=_env(env),
+        timeout=timeout,
+        preexec_fn=_limits(address_space),
+    )
+    r = Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0, tuple(args))
+    if log is not None:
+        log.append(r)
+    return r
+
+
+def ok(r: Result) -> Result:
+    assert r.code == 0, str(r)
+    return r
+
+
+def is_lock(path: Path) -> bool:
+    return path.name.endswith(".lock")
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every file (size, mtime, sha-free) and directory under `root`, lock files excluded."""
+    out: dict[str, tuple] = {}
+    for p in sorted(root.rglob("*")):
+        if is_lock(p) or "__pycache__" in p.parts:
+            continue
+        rel = p.relative_to(root).as_posix()
+        if p.is_symlink():
+            out[rel] = ("link", os.readlink(p))
+        elif p.is_dir():
+            out[rel] = ("dir",)
+        else:
+            st = p.stat()
+            out[rel] = ("file", st.st_size, st.st_mtime_ns)
+    return out
+
+
+def diff(before: dict, after: dict) -> list[str]:
+    changed = [f"+{k}" for k in after if k not in before] + [f"-{k}" for k in before if k not in after]
+    changed += [f"~{k}" for k in before if k in after and before[k] != after[k]]
+    return sorted(changed)
+
+
+@dataclass
+class Killed:
+    code: int
+    stderr: str
+    killed: bool  # False: it finished before the kill point
+    seconds: float
+    lines_seen: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def run_and_kill(
+    *args: str,
+    cwd: Path,
+    after_lines: int | None = None,
+    when: Callable[[], bool] | None = None,
+    delay: float = 0.0,
+    timeout: float = 300,
+) -> Killed:
+    """Start `ensemble ARGS`; SIGKILL it `delay` seconds after its `after_lines`-th non-empty stderr line (or
+    after `when()` first holds). Nothing is cleaned up: what a crash leaves is what the next run meets."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ensemble", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(None),
+    )
+    lines: list[str] = []
+    trigger = threading.Event()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.strip():
+                lines.append(line)
+                if after_lines is not None and len(lines) >= after_lines:
+                    trigger.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    deadline = t0 + timeout
+    while proc.poll() is None and not trigger.is_set() and time.monotonic() < deadline:
+        if when is not None and when():
+            trigger.set()
+            break
+        time.sleep(0.01)
+    killed = False
+    if trigger.is_set() and proc.poll() is None:
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+    if proc.poll() is None and not killed:
+        os.kill(proc.pid, signal.SIGKILL)
+        killed = True
+    proc.wait()
+    reader.join(timeout=5)
+    return Killed(proc.returncode, "".join(lines), killed, time.monotonic() - t0, len(lines))
+
+
+def search_results(root: Path, queries=QUERIES) -> dict[str, list[dict]]:
+    out = {}
+    for q in queries:
+        r = ok(ensemble("search", q, "-k", "20", "--json", cwd=root))
+        out[q] = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    return out
+
+
+def index_passages(root: Path) -> list[tuple[str, str]]:
+    """(id, text) of every passage in the embedded index, read directly with tantivy."""
+    import tantivy
+
+    index = tantivy.Index.open(str(root / "work" / "index"))
+    index.reload()
+    searcher = index.searcher()
+    hits = searcher.search(tantivy.Query.all_query(), limit=100_000).hits
+    out = []
+    for _, addr in hits:
+        doc = searcher.doc(addr)
+        body = doc.get_first("body")
+        out.append((doc.get_first("id"), bytes(body).decode("utf-8") if body is not None else ""))
+    return sorted(out)
+
+
+def visible_leftovers(root: Path) -> list[str]:
+    """Temp or partial files a crash could leave behind (lock files are taken over by the next run)."""
+    bad = []
+    for p in root.rglob("*"):
+        name = p.name
+        if name.endswith((".tmp", ".partial", ".part")) or ".tmp." in name or name.startswith(".tmp"):
+            bad.append(p.relative_to(root).as_posix())
+    return sorted(bad)
+
+
+def manifests_parse(root: Path) -> list[str]:
+    """Every JSON manifest under work/ parses; returns the ones that do not."""
+    broken = []
+    for p in (root / "work").rglob("*.json"):
+        try:
+            json.loads(p.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            broken.append(p.relative_to(root).as_posix())
+    return broken
