@@ -69,8 +69,9 @@ class ExpertHost:
         with torch.no_grad():
             self._originals = {n: self._params[n].detach().clone() for n in touched}
         self._active: str | None = None
-        self._exempt: Any = None
         self.swaps = 0
+        self._exempt: Any = None
+        self._exempt_mask(self.model.get_output_embeddings().weight.shape[0])  # once, at load time
 
     # -- experts --------------------------------------------------------------------------------------
 

@@ -320,20 +320,24 @@ def _generate(
             },
         )
 
+    ended: set[int] = set()
+
+    def report(i: int, st: SectionState) -> None:
+        now = min(st.chars, outline.params(i).target_chars)
+        progress.advance(tasks[i], now - shown.get(i, 0), info=f"{st.chars} chars")
+        shown[i] = now
+        if st.done:
+            ended.add(i)
+            note = " (step cap reached)" if st.capped else ""
+            progress.end(tasks[i], f"{tasks[i]}: {st.chars} chars, {len(st.sentences)} sentences{note}")
+
     def on_round(states: dict[int, SectionState], advanced: list[int]) -> None:
         for i in advanced:
             save(i, states[i])  # saved before anything is reported, so a failing reporter loses nothing
         for i in advanced:
-            st = states[i]
-            target = outline.params(i).target_chars
-            now = min(st.chars, target)
-            progress.advance(tasks[i], now - shown.get(i, 0), info=f"{st.chars} chars")
-            shown[i] = now
-            if st.done:
-                note = " (step cap reached)" if st.capped else ""
-                progress.end(tasks[i], f"{tasks[i]}: {st.chars} chars, {len(st.sentences)} sentences{note}")
+            report(i, states[i])
 
-    return run_chain(
+    states = run_chain(
         chain_sections,
         host.generate,
         split_many,
@@ -342,6 +346,11 @@ def _generate(
         states=resume,
         on_round=on_round,
     )
+    for i in todo:
+        if i not in ended:  # done before any round: its prompt alone reached the target
+            save(i, states[i])
+            report(i, states[i])
+    return states
 
 
 def _copy_guards(cfg: ProjectConfig, sections: Iterable[ChainSection]) -> dict[int, CopyGuard]:

@@ -28,17 +28,33 @@ def _compose_checked(text: str, path: str) -> yaml.Node | None:
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else None
-        problem = (e.problem or e.context or "invalid YAML").strip()
-        if "\t" in text and "tab" in str(e).lower() or "found character '\\t'" in str(e):
-            problem = "tab characters are not allowed for indentation in YAML; indent with spaces"
+        line, problem = _explain_yaml_error(e, text)
         raise ConfigError(f"malformed YAML: {problem}", path=path, line=line) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"malformed YAML: {e}", path=path) from None
     if node is not None:
         _check_duplicates(node, path)
     return node
+
+
+def _explain_yaml_error(e: yaml.MarkedYAMLError, text: str) -> tuple[int | None, str]:
+    """(line, problem and what to do) for a PyYAML syntax error, pointing where the user must look."""
+    problem = (e.problem or e.context or "invalid YAML").strip()
+    context = (e.context or "").strip()
+    at_end = "end of stream" in problem or "<stream end>" in problem
+    mark = e.problem_mark or e.context_mark
+    if "found character '\\t'" in str(e) or ("\t" in text and "tab" in str(e).lower()):
+        return _line(mark), "tab characters are not allowed for indentation in YAML; indent with spaces"
+    if "quoted scalar" in context and at_end and e.context_mark is not None:
+        return _line(e.context_mark), "unclosed quote: the quoted value on this line never ends; close it"
+    if context.startswith("while parsing a flow") and at_end and e.context_mark is not None:
+        return _line(e.context_mark), "unclosed [ or { on this line; close it with the matching bracket"
+    detail = f"{problem} ({context})" if context and context != problem else problem
+    return _line(mark), f"{detail}; fix the syntax here (indent with spaces, quote values with ': ' or '#')"
+
+
+def _line(mark: yaml.Mark | None) -> int | None:
+    return mark.line + 1 if mark is not None else None
 
 
 def _check_duplicates(node: yaml.Node, path: str) -> None:

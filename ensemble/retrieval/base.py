@@ -32,8 +32,13 @@ class Retriever(Protocol):
 
     def delete(self, doc_ids: Iterable[str]) -> None: ...
 
+    def checkpoint(self) -> None:
+        """Make everything written so far durable, so an interrupted build resumes from here; unlike `commit`,
+        a rebuild is not published (searches keep the previous index until `commit`)."""
+        ...
+
     def commit(self) -> None:
-        """Make everything written so far durable and visible to searches."""
+        """Make everything written so far durable and visible to searches (publishes a rebuild)."""
         ...
 
     def search(self, query: str, theme: str | None = None, k: int = 10) -> list[Hit]:

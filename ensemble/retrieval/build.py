@@ -174,7 +174,6 @@ def _index(
     updated = sum(1 for d in todo if d.id in known)
     removed = sorted(set(known) - {d.id for d in corpus})
     analyzer = getattr(retriever, "client_analyzer", None)
-    checkpoint = getattr(retriever, "checkpoint", retriever.commit)
 
     progress.start("indexing", total=len(corpus))
     progress.advance("indexing", unchanged)
@@ -192,7 +191,7 @@ def _index(
         written += n
         progress.advance("indexing", len(docs), info=f"{written} passages")
         if since >= checkpoint_passages or time.monotonic() - last >= CHECKPOINT_SECONDS:
-            checkpoint()
+            retriever.checkpoint()
             since, last = 0, time.monotonic()
     if removed:
         retriever.delete(removed)

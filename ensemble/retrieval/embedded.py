@@ -158,10 +158,11 @@ def _create(path: Path, analyzer: str) -> None:
 
 
 class EmbeddedRetriever:
-    """`Retriever` on a tantivy index. Not thread-safe; one writer per index (build-index holds a lock)."""
+    """`Retriever` on a tantivy index. Not thread-safe; one writer per index (build-index holds a lock).
 
-    # Client-side analysis: build-index may compute `analyze_passages(texts, client_analyzer)` in worker
-    # processes and pass the result to `upsert(..., tokens=...)`.
+    Analysis happens client-side: build-index may compute `analyze_passages(texts, self.client_analyzer)` in
+    worker processes and hand the result to `upsert(..., tokens=...)`."""
+
     def __init__(self, path: Path, live: Path, analyzer: str, *, rebuild: bool) -> None:
         import tantivy
 

@@ -50,7 +50,17 @@ class Pipeline:
 def pipeline(tmp_path_factory) -> Pipeline:
     from tinylm import build_tiny_base
 
-    root = tmp_path_factory.mktemp("reliability")
+    import os
+
+    dev = os.environ.get("RELIABILITY_DEV_CACHE")  # DEV ONLY: reuse a pipeline between runs
+    if dev and (Path(dev) / "done").exists():
+        import pickle
+
+        return pickle.loads((Path(dev) / "done").read_bytes())
+    root = Path(dev) if dev else tmp_path_factory.mktemp("reliability")
+    if dev:
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
     texts = [t for ts in corpus_texts().values() for t in ts]
     base = build_tiny_base(root / "base", texts, steps=20)
     other = root / "other-base"
@@ -82,4 +92,9 @@ def pipeline(tmp_path_factory) -> Pipeline:
     seconds["compose"] = r.seconds
     assert r.stdout.startswith("# "), r.stdout
     assert all(f"## {s['heading']}" in r.stdout for s in SECTIONS)
-    return Pipeline(root, base, other, fresh, indexed, trained, work, r.stdout, runs, seconds)
+    pipe = Pipeline(root, base, other, fresh, indexed, trained, work, r.stdout, runs, seconds)
+    if dev:
+        import pickle
+
+        (root / "done").write_bytes(pickle.dumps(pipe))
+    return pipe

@@ -65,6 +65,11 @@ def test_nori_keeps_an_unknown_word_whole():
     assert analyze("퀄에서 봤다", "nori")[0] == "퀄에서"
 
 
+def test_nori_treats_the_interpunct_as_punctuation_and_survives_nul():
+    assert analyze("철수ㆍ영희는", "nori") == ["철수", "영희"]
+    assert analyze("a\x00b 가족", "nori") == ["a", "b", "가족"]
+
+
 def test_empty_and_blank_text_give_no_terms():
     for name in ANALYZERS:
         assert analyze("", name) == []
