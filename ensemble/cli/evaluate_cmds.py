@@ -1,11 +1,11 @@
-"""`ensemble evaluate`: a table of quality measures on stdout (JSON with --json); notes and progress on stderr."""
+"""`ensemble evaluate`: a table of quality measures on stdout (or JSON); notes and progress on stderr."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -74,14 +74,20 @@ def _table(report: Any) -> Any:
 @app.command()
 def evaluate(
     ctx: typer.Context,
-    document: Path = typer.Argument(..., help="the markdown document `ensemble compose` wrote"),
-    outline: Path | None = typer.Option(
-        None, "--outline", help="the outline.yaml it was written from: names each section's expert"
-    ),
-    json_out: bool = typer.Option(False, "--json", help="print the full report as JSON instead of a table"),
-    perplexity: bool = typer.Option(
-        True, "--perplexity/--no-perplexity", help="score each section under the base model (and its expert)"
-    ),
+    document: Annotated[Path, typer.Argument(help="the markdown document `ensemble compose` wrote")],
+    outline: Annotated[
+        Path | None,
+        typer.Option("--outline", help="the outline.yaml it was written from: names each section's expert"),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="print the full report as JSON instead of a table")
+    ] = False,
+    perplexity: Annotated[
+        bool,
+        typer.Option(
+            "--perplexity/--no-perplexity", help="score each section under the base model (and its expert)"
+        ),
+    ] = True,
 ) -> None:
     """Measure a document per section: length, distinct-n and rep-n, copy rate against the corpus,
     which expert's data each section matches best, and perplexity under the base and the section's expert.
@@ -95,8 +101,9 @@ def evaluate(
     report = evaluate_document(
         st.project(), document, outline_path=outline, perplexity=perplexity, progress=progress
     )
-    for note in report.notes:
-        progress.log(f"note: {note}")
+    if not st.quiet:
+        for note in report.notes:  # one line each, however narrow the terminal
+            print(f"note: {note}", file=sys.stderr)
     if json_out:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
         return

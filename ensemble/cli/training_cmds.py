@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -10,6 +11,11 @@ from pathlib import Path
 import typer
 
 from .app import app, state
+
+
+def _stdout_to_stderr() -> contextlib.AbstractContextManager:
+    """DeepSpeed logs to stdout (even its import-time notice); stdout carries only the product."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 @app.command("pretrain-base")
@@ -22,7 +28,8 @@ def pretrain_base_cmd(
     from ..training.pretrain import pretrain_base
 
     st = state(ctx)
-    path = pretrain_base(st.project(), preset=preset, progress=st.progress(), force=force)
+    with _stdout_to_stderr():
+        path = pretrain_base(st.project(), preset=preset, progress=st.progress(), force=force)
     if not st.quiet:
         print(f"base model ready in {path}; next: ensemble train-experts topics.yaml", file=sys.stderr)
 
@@ -42,7 +49,8 @@ def train_experts_cmd(
     if local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(local_rank))
     st = state(ctx)
-    manifests = train_experts(st.project(), topics, only=only or None, force=force, progress=st.progress())
+    with _stdout_to_stderr():
+        manifests = train_experts(st.project(), topics, only=only or None, force=force, progress=st.progress())
     if os.environ.get("RANK", "0") != "0":
         return
     if as_json:

@@ -64,7 +64,7 @@ def _check_duplicates(node: yaml.Node, path: str) -> None:
             if isinstance(k, yaml.ScalarNode):
                 if k.value in seen:
                     raise ConfigError(
-                        "duplicate key; each key may appear once", path=path, line=k.start_mark.line + 1, key=k.value
+                        "duplicate key; remove one of the two", path=path, line=k.start_mark.line + 1, key=k.value
                     )
                 seen.add(k.value)
             _check_duplicates(v, path)
@@ -137,12 +137,19 @@ def _describe(err: dict[str, Any], model: type[BaseModel]) -> tuple[tuple[Any, .
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else (f"; known keys: {', '.join(known)}" if known else "")
         return loc, f"unknown key{hint}"
+    if err["type"] == "missing":
+        return loc, "required key is missing; add it"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict | list):
+    if "input" in err and not isinstance(err["input"], dict | list):
         msg += f" (got {err['input']!r})"
-    return loc, msg
+    return loc, msg if ";" in msg else f"{msg}; fix this value"
+
+
+def _first_error(errors: list[Any]) -> Any:
+    """An unknown key explains the errors around it (a typo also leaves a required key missing): report it."""
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
 
 
 def parse_model(data: Any, model: type[M], *, path: str | Path, root: yaml.Node | None = None) -> M:
@@ -154,8 +161,7 @@ def parse_model(data: Any, model: type[M], *, path: str | Path, root: yaml.Node 
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc, msg = _describe(first, model)
+        loc, msg = _describe(_first_error(e.errors()), model)
         raise ConfigError(msg, path=path, line=_node_line(root, loc), key=_format_loc(loc) or None) from None
 
 
@@ -167,9 +173,9 @@ def load_model(path: str | Path, model: type[M]) -> M:
     except FileNotFoundError:
         raise ConfigError("file not found; create it or pass the right path", path=p) from None
     except IsADirectoryError:
-        raise ConfigError("is a directory, expected a YAML file", path=p) from None
+        raise ConfigError("is a directory; pass the path of a YAML file", path=p) from None
     except PermissionError:
-        raise ConfigError("cannot read the file (permission denied)", path=p) from None
+        raise ConfigError("cannot read the file (permission denied); check its permissions", path=p) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

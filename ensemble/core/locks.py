@@ -21,11 +21,37 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _unusable(directory: Path, e: OSError) -> EnsembleError:
+    why = "it exists and is not a directory" if isinstance(e, FileExistsError | NotADirectoryError) else (
+        e.strerror or str(e)
+    )
+    return EnsembleError(
+        f"cannot write here ({why}); point work_dir in ensemble.yaml at a writable directory", path=directory
+    )
+
+
+def _make_dirs(directory: Path) -> list[Path]:
+    """Create `directory` and its missing parents; the ones created, deepest first."""
+    created = []
+    d = directory
+    while not d.exists() and not d.is_symlink() and d != d.parent:
+        created.append(d)
+        d = d.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _unusable(directory, e) from None
+    return created
+
+
 @contextlib.contextmanager
 def work_lock(path: str | Path, *, wait_s: float = 0.0) -> Iterator[None]:
-    """Hold `path` exclusively; a stale lock (dead pid) is taken over, a live one waits `wait_s` then refuses."""
+    """Hold `path` exclusively; a stale lock (dead pid) is taken over, a live one waits `wait_s` then refuses.
+
+    Directories created only to hold the lock are removed again if the run leaves them empty, so a command
+    that fails early leaves no trace in the project."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_dirs(path.parent)
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -42,11 +68,17 @@ def work_lock(path: str | Path, *, wait_s: float = 0.0) -> Iterator[None]:
             if time.monotonic() < deadline:
                 time.sleep(0.2)
                 continue
+            who = f"pid {holder}" if holder else "a process that is starting"
             raise EnsembleError(
-                f"another ensemble run (pid {holder}) is using this work_dir; wait for it to finish "
+                f"another ensemble run ({who}) is using this work_dir; wait for it to finish "
                 "or delete the lock file if that process is gone",
                 path=path,
             ) from None
+        except FileNotFoundError:  # another run removed the directory it had created: make it again
+            created += [d for d in _make_dirs(path.parent) if d not in created]
+            continue
+        except OSError as e:
+            raise _unusable(path.parent, e) from None
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))
         break
@@ -55,3 +87,8 @@ def work_lock(path: str | Path, *, wait_s: float = 0.0) -> Iterator[None]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        for d in created:
+            try:
+                d.rmdir()  # only succeeds while empty
+            except OSError:
+                break

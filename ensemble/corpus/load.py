@@ -96,12 +96,46 @@ def _entry_sources(cfg: ProjectConfig, i: int, entry: str) -> list[Source]:
     )
 
 
-def iter_source_files(cfg: ProjectConfig) -> list[Source]:
-    """Every corpus file once, in config order (directories recursively and sorted), with its id root."""
+def _escapes(cfg: ProjectConfig, src: Source) -> Path | None:
+    """Where a file found inside a corpus directory or glob really lives, when a symlink takes it outside
+    both that directory and the project; None when it stays inside."""
+    if src.root is None:  # a file named in ensemble.yaml: the user chose it, wherever it points
+        return None
+    real = src.path.resolve()
+    for inside in (src.root.resolve(), cfg.base_dir.resolve()):
+        if real.is_relative_to(inside):
+            return None
+    return real
+
+
+def _escape_error(cfg: ProjectConfig, src: Source, real: Path) -> CorpusError:
+    return CorpusError(
+        f"symlink to {real}, outside the project and the corpus directory; remove the link, or list "
+        f"{real} under `corpus:` in ensemble.yaml if it is meant to be read{SKIP_HINT}",
+        path=_display(cfg, src.path),
+        key=f"corpus[{src.entry}]",
+    )
+
+
+def iter_source_files(cfg: ProjectConfig, skip_bad: bool = False, warn: Warn | None = None) -> list[Source]:
+    """Every corpus file once, in config order (directories recursively and sorted), with its id root.
+
+    A symlink met inside a corpus directory or glob that leads out of both it and the project is refused
+    (with `skip_bad`: skipped with a warning): sharing a project must not silently index files from
+    elsewhere on the machine. A path written in ensemble.yaml itself is followed wherever it points."""
     seen: set[Path] = set()
     out: list[Source] = []
     for i, entry in enumerate(cfg.corpus):
         for src in _entry_sources(cfg, i, entry):
+            real = _escapes(cfg, src)
+            if real is not None:
+                err = _escape_error(cfg, src, real)
+                if not skip_bad:
+                    raise err
+                (warn or (lambda msg: warnings.warn(msg, CorpusWarning, stacklevel=3)))(
+                    _skipped(err, "file skipped")
+                )
+                continue
             key = src.path.resolve()
             if key not in seen:
                 seen.add(key)
@@ -272,8 +306,8 @@ def read_documents(
     the path below the corpus directory without suffix (or the file stem for a file named directly).
     Bad files raise CorpusError; with `skip_bad` they are reported through `warn` and skipped.
     """
-    sources = iter_source_files(cfg)
     reader = _Reader(cfg, skip_bad, warn)
+    sources = iter_source_files(cfg, skip_bad, reader.warn)
     count = 0
     for src in sources:
         docs = reader.jsonl_file(src) if src.path.suffix.lower() == ".jsonl" else reader.text_file(src)

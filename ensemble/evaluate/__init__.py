@@ -1,4 +1,4 @@
-"""evaluate stage: a composed document → length, repetition, copying, relevance and perplexity, per section."""
+"""evaluate stage: a composed document → length, repetition, copying, relevance, perplexity per section."""
 
 from .markdown import MarkdownDocument, parse_markdown
 from .report import OverallReport, Ranked, Report, SectionReport

@@ -5,10 +5,10 @@ are dropped), the same terms BM25 indexes. That choice matters for Korean:
 
 - repetition: particles such as 은/는/이/가 *must* recur in any Korean text; counting them would call every
   fluent text repetitive. Repeated content terms are what a reader notices as degeneration.
-- copying: eight analyzer terms in a row span roughly eight content words (25-40 characters of Korean), a
-  span that is very unlikely to be shared by chance, and that survives the re-spacing or particle changes of a
-  light paraphrase. Character 8-grams were the alternative, but eight Hangul syllables are about two and a half
-  words ("함께 밥을 먹었다"): common phrases would count as copies and make every text look copied.
+- copying: eight analyzer terms in a row span roughly eight content words (25-40 characters of Korean),
+  a span unlikely to be shared by chance, and one that survives the re-spacing or particle changes of a
+  light paraphrase. Character 8-grams were the alternative, but eight Hangul syllables are about two and a
+  half words ("함께 밥을 먹었다"): common phrases would count as copies and every text would look copied.
 
 Definitions follow the literature:
 - distinct-n (Li et al., 2016): distinct n-grams / tokens.
@@ -58,7 +58,7 @@ def normalize_sentence(sentence: str) -> str:
     return " ".join(sentence.split())
 
 
-# --- copying -------------------------------------------------------------------------------------------------
+# --- copying --------------------------------------------------------------------------------------
 
 
 def ngram_set(token_lists: Iterable[Sequence[str]], n: int) -> set[Ngram]:
@@ -81,8 +81,8 @@ class CopyStats:
 
 
 def copy_stats(tokens: Sequence[str], reference: Collection[Ngram], n: int) -> CopyStats:
-    """How much of `tokens` appears verbatim (as n-grams) in `reference`. The longest copied span is the longest
-    run of consecutive copied n-grams: r of them in a row cover r + n − 1 tokens."""
+    """How much of `tokens` appears verbatim (as n-grams) in `reference`. The longest copied span is the
+    longest run of consecutive copied n-grams: r of them in a row cover r + n − 1 tokens."""
     grams = ngrams(tokens, n)
     hits = [g in reference for g in grams]
     best, best_start, run = 0, 0, 0
@@ -96,7 +96,7 @@ def copy_stats(tokens: Sequence[str], reference: Collection[Ngram], n: int) -> C
     return CopyStats(len(grams), sum(hits), length, (best_start, best_start + length))
 
 
-# --- relevance -----------------------------------------------------------------------------------------------
+# --- relevance ------------------------------------------------------------------------------------
 
 
 class Bm25:
@@ -139,9 +139,9 @@ def rank_experts(
     *,
     top: int = 5,
 ) -> list[tuple[str, float]]:
-    """Experts ordered by how well their passages match `query`: the mean BM25 score of each expert's `top` best
-    passages (fewer passages count as zeros). One collection for all experts, so IDF, and thus scores, are
-    comparable between experts. `owners[i]`: the experts whose dataset holds passage i."""
+    """Experts ordered by how well their passages match `query`: the mean BM25 score of each expert's `top`
+    best passages (fewer passages count as zeros). One collection for all experts, so IDF, and thus
+    scores, are comparable between experts. `owners[i]`: the experts whose dataset holds passage i."""
     per_expert: dict[str, list[float]] = {e: [] for e in experts}
     for score, names in zip(bm25.scores(query), owners, strict=True):
         for e in names:

@@ -48,7 +48,7 @@ def context_length(model: Any) -> int:
 def text_nll(
     model: Any, ids: Sequence[int], *, prefix: Sequence[int] = (), max_length: int, stride: int | None = None
 ) -> Nll:
-    """Summed NLL of `ids` (each token once), read in windows of at most `max_length` tokens, prefix included."""
+    """Summed NLL of `ids` (each token once), in windows of at most `max_length` tokens, prefix included."""
     import torch
 
     room = max_length - len(prefix)
@@ -90,7 +90,7 @@ def _start_ids(tokenizer: Any) -> list[int]:
 
 
 def _condition_ids(tokenizer: Any, manifest: Any) -> list[int]:
-    """`[TOPIC] <name> [TEXT]`, tokenised as the training datasets were, when the expert was trained with it."""
+    """`[TOPIC] <name> [TEXT]`, tokenised as in the training datasets, for an expert trained with it."""
     cond = manifest.condition or {}
     if not cond.get("enabled"):
         return []

@@ -48,7 +48,9 @@ def read_document(path: Path) -> MarkdownDocument:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise EnsembleError("file not found; give the markdown file `ensemble compose` wrote", path=path) from None
+        raise EnsembleError(
+            "file not found; give the markdown file `ensemble compose` wrote", path=path
+        ) from None
     except IsADirectoryError:
         raise EnsembleError("is a directory; give a markdown file", path=path) from None
     except OSError as e:
@@ -56,13 +58,15 @@ def read_document(path: Path) -> MarkdownDocument:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise EnsembleError("not UTF-8 text; give the markdown file `ensemble compose` wrote", path=path) from None
+        raise EnsembleError(
+            "not UTF-8 text; give the markdown file `ensemble compose` wrote", path=path
+        ) from None
     return parse_markdown(text, source=str(path))
 
 
 def _section_experts(doc: MarkdownDocument, outline_path: Path | None) -> tuple[list[str | None], list[str]]:
-    """Each document section's expert from the outline: matched by heading, or by position when the document has
-    as many sections as the outline (headings edited by hand)."""
+    """Each document section's expert from the outline: by position when the document has as many sections as
+    the outline (headings may have been edited by hand), else by heading."""
     if outline_path is None:
         return [None] * len(doc.sections), []
     from ..compose.config import load_outline
@@ -108,7 +112,7 @@ def _prepare(doc: MarkdownDocument, experts: list[str | None], analyzer: str) ->
     return out
 
 
-# --- copy rate -----------------------------------------------------------------------------------------------
+# --- copy rate ------------------------------------------------------------------------------------
 
 
 def _queries(sentences: Sequence[str]) -> list[str]:
@@ -127,7 +131,7 @@ def _queries(sentences: Sequence[str]) -> list[str]:
 def _corpus_ngrams(
     cfg: ProjectConfig, sections: Sequence[_Section], n: int, k: int, progress: Progress
 ) -> tuple[set[M.Ngram], int]:
-    """N-grams of every passage that any sentence of the document retrieves; and how many passages that was."""
+    """N-grams of every passage that a sentence of the document retrieves, and how many passages that was."""
     from ..retrieval.base import open_retriever
     from ..text.analyzers import analyze_many
 
@@ -153,17 +157,21 @@ def _excerpt(sec: _Section, span: tuple[int, int]) -> tuple[int, str]:
     return end - start, text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
-# --- relevance -----------------------------------------------------------------------------------------------
+# --- relevance ------------------------------------------------------------------------------------
 
 
-def _expert_collection(cfg: ProjectConfig, notes: list[str]) -> tuple[list[str], M.Bm25 | None, list[set[str]]]:
-    """One BM25 collection of every trained expert's dataset passages (shared passages once, with all owners)."""
+def _expert_collection(
+    cfg: ProjectConfig, notes: list[str]
+) -> tuple[list[str], M.Bm25 | None, list[set[str]]]:
+    """One BM25 collection of all trained experts' passages (a shared passage once, with all its owners)."""
     from ..text.analyzers import analyze_many
     from ..training.registry import list_experts, load_expert_passages
 
     manifests = list_experts(cfg)
     if not manifests:
-        notes.append("section relevance skipped: no trained experts; run `ensemble train-experts topics.yaml`")
+        notes.append(
+            "section relevance skipped: no trained experts; run `ensemble train-experts topics.yaml`"
+        )
         return [], None, []
     owners: dict[str, set[str]] = {}
     names = []
@@ -176,7 +184,7 @@ def _expert_collection(cfg: ProjectConfig, notes: list[str]) -> tuple[list[str],
     return names, bm25, [owners[t] for t in texts]
 
 
-# --- the whole evaluation ------------------------------------------------------------------------------------
+# --- the whole evaluation -------------------------------------------------------------------------
 
 
 def _ppl_of(nlls: Sequence[Any]) -> float | None:
@@ -215,7 +223,9 @@ def evaluate(
         reference, candidates = _corpus_ngrams(cfg, sections, copy_ngram, copy_candidates, progress)
     except (ArtifactError, BackendError) as e:
         notes.append(f"copy rate skipped: {e.message}")
-    copies = [M.copy_stats(s.terms, reference, copy_ngram) if reference is not None else None for s in sections]
+    copies = [
+        M.copy_stats(s.terms, reference, copy_ngram) if reference is not None else None for s in sections
+    ]
 
     # relevance
     names, bm25, owners = _expert_collection(cfg, notes)
@@ -234,7 +244,9 @@ def evaluate(
         for e in sorted({e for e in experts if e and e != "base" and e not in names}):
             notes.append(f"perplexity under expert '{e}' skipped: it is not trained")
         try:
-            scored = score_texts(cfg, [s.text for s in sections], scored_experts, stride=stride, progress=progress)
+            scored = score_texts(
+                cfg, [s.text for s in sections], scored_experts, stride=stride, progress=progress
+            )
             base_nll, expert_nll = list(scored.base), list(scored.expert)
             notes.extend(scored.notes)
         except ArtifactError as e:
@@ -271,7 +283,7 @@ def evaluate(
                 longest_copy_chars=length,
                 longest_copy_text=excerpt,
                 expert_ranking=[Ranked(e, s) for e, s in ranking] if ranking is not None else None,
-                best_expert=ranking[0][0] if ranking else None,
+                best_expert=ranking[0][0] if ranking and ranking[0][1] > 0 else None,  # no shared term: none
                 own_expert_rank=own_rank,
                 perplexity=base_nll[i].perplexity if base_nll[i] else None,
                 expert_perplexity=expert_nll[i].perplexity if expert_nll[i] else None,

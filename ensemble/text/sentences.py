@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import bisect
 import functools
-from collections.abc import Iterable
-from types import ModuleType
-from typing import Literal
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 import regex as re
 
@@ -213,12 +214,38 @@ def _kss_cuts(chunk: str, pieces: list[str]) -> list[int] | None:
 
 
 @functools.cache
-def _load_kss() -> ModuleType | None:
+def _load_kss() -> Callable[..., Any] | None:
+    """kss's `split_sentences`, or None when kss is not installed.
+
+    `import kss` runs the package's __init__, which loads every kss module (one parses a spreadsheet) and
+    takes 6-10 s; the sentence splitter alone loads in well under a second. So the splitter module is
+    imported below an uninitialised package object, which is dropped again afterwards: a later `import kss`
+    elsewhere still gets the complete package."""
     try:
-        import kss
-    except ImportError:
+        spec = importlib.util.find_spec("kss")
+    except (ImportError, ValueError):
         return None
-    return kss
+    if spec is None:
+        return None
+    loaded = sys.modules.get("kss")
+    if loaded is not None and hasattr(loaded, "split_sentences"):
+        return loaded.split_sentences
+    placeholder = importlib.util.module_from_spec(spec)
+    sys.modules["kss"] = placeholder
+    try:
+        from kss._modules.sentences.split_sentences import split_sentences
+    except Exception:  # another kss layout: pay for the full import
+        split_sentences = None
+    finally:
+        if sys.modules.get("kss") is placeholder:
+            del sys.modules["kss"]
+    if split_sentences is None:
+        try:
+            import kss
+        except ImportError:
+            return None
+        split_sentences = kss.split_sentences
+    return split_sentences
 
 
 def kss_available() -> bool:
@@ -226,13 +253,13 @@ def kss_available() -> bool:
 
 
 def _kss_split(chunks: list[str]) -> list[list[str]]:
-    kss = _load_kss()
-    assert kss is not None
+    split_sentences = _load_kss()
+    assert split_sentences is not None
     if not chunks:
         return []
     # 'fast' is kss's compiled character-table splitter (kss_cython): ~500x faster than the
     # mecab-backed analyser that backend="auto" would pick, and good enough once quotes are repaired.
-    out = kss.split_sentences(chunks, backend="fast", num_workers=1)
+    out = split_sentences(chunks, backend="fast", num_workers=1)
     # kss unwraps a one-element list into that element's sentences.
     return [out] if len(chunks) == 1 else out
 

@@ -124,14 +124,17 @@ class TopicsFile(StrictModel):
 
     _source: Path | None = PrivateAttr(default=None)
 
-    @model_validator(mode="after")
-    def _unique(self) -> TopicsFile:
-        seen: set[str] = set()
-        for t in self.topics:
-            if t.name in seen:
-                raise ValueError(f"duplicate topic name '{t.name}'; names must be unique")
-            seen.add(t.name)
-        return self
+    @field_validator("topics")
+    @classmethod
+    def _unique(cls, topics: list[TopicSpec]) -> list[TopicSpec]:
+        first: dict[str, int] = {}
+        for i, t in enumerate(topics):
+            if t.name in first:
+                raise ValueError(
+                    f"duplicate topic name '{t.name}' (topics[{first[t.name]}] and topics[{i}]); names must be unique"
+                )
+            first[t.name] = i
+        return topics
 
     def topic(self, name: str) -> TopicSpec:
         for t in self.topics:

@@ -1,5 +1,5 @@
-"""Fixtures for evaluation tests: a small corpus with one vocabulary per topic plus one hand-written passage, a
-tiny base trained on it, three experts really trained on their topic's passages (two LoRA, one freeze) and a
+"""Fixtures for evaluation tests: a small corpus with one vocabulary per topic plus one hand-written passage,
+a tiny base trained on it, three experts really trained on their topic's passages (two LoRA, one freeze) and a
 built index, all made once per session; and documents with known properties."""
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ FRAMES = [
 ]
 # Natural prose, nothing like the templates: what a copied passage looks like.
 SOURCE = (
-    "등대지기 노인은 매일 새벽 네 시에 일어나 계단 일흔두 개를 올랐다. 렌즈에 낀 소금기를 마른 천으로 닦고, "
-    "기름통의 눈금을 공책에 적은 뒤에야 보온병의 보리차를 마셨다. 폭풍이 지나간 다음 날이면 그는 해안선을 따라 "
-    "걸으며 떠밀려 온 부표와 그물 조각을 모아 창고 벽에 가지런히 걸어 두었다. 마을 아이들은 그 창고를 바다 "
-    "박물관이라고 불렀다."
+    "등대지기 노인은 매일 새벽 네 시에 일어나 계단 일흔두 개를 올랐다. "
+    "렌즈에 낀 소금기를 마른 천으로 닦고, 기름통의 눈금을 공책에 적은 뒤에야 보온병의 보리차를 마셨다. "
+    "폭풍이 지나간 다음 날이면 그는 해안선을 따라 걸으며 "
+    "떠밀려 온 부표와 그물 조각을 모아 창고 벽에 가지런히 걸어 두었다. "
+    "마을 아이들은 그 창고를 바다 박물관이라고 불렀다."
 )
 # Never in the corpus: original prose.
 ORIGINAL = (
@@ -47,7 +48,8 @@ ORIGINAL = (
 def sentences_of(topic: str, n: int, rng: random.Random) -> list[str]:
     words = WORDS[topic]
     return [
-        rng.choice(FRAMES).format(a=rng.choice(words), b=rng.choice(words), c=rng.choice(words)) for _ in range(n)
+        rng.choice(FRAMES).format(a=rng.choice(words), b=rng.choice(words), c=rng.choice(words))
+        for _ in range(n)
     ]
 
 
@@ -64,8 +66,8 @@ def topical_text(topic: str, sentences: int = 8, seed: int = 99) -> str:
     return " ".join(sentences_of(topic, sentences, random.Random(seed)))
 
 
-def train_adapter(base: Path, out: Path, passages: list[str], method: str, steps: int = 40) -> list[str]:
-    """A real (short) fine-tuning on `passages`, saved as `train-experts` saves it; returns freeze tensor names."""
+def train_adapter(base: Path, out: Path, passages: list[str], method: str, steps: int = 60) -> list[str]:
+    """A short real fine-tuning on `passages`, saved as `train-experts` saves it; returns freeze tensors."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -77,8 +79,13 @@ def train_adapter(base: Path, out: Path, passages: list[str], method: str, steps
 
         model = get_peft_model(
             model,
-            LoraConfig(r=8, lora_alpha=16, target_modules=["c_attn", "c_proj"], fan_in_fan_out=True,
-                       task_type="CAUSAL_LM"),
+            LoraConfig(
+                r=8,
+                lora_alpha=16,
+                target_modules=["c_attn", "c_proj"],
+                fan_in_fan_out=True,
+                task_type="CAUSAL_LM",
+            ),
         )
         lr = 1e-2
     else:
@@ -112,7 +119,7 @@ def train_adapter(base: Path, out: Path, passages: list[str], method: str, steps
 
 
 def write_expert(work: Path, base: Path, name: str, method: str, passages: list[str]) -> None:
-    """An expert directory as `train-experts` leaves it: adapter/, dataset/{train,val}.jsonl, manifest.json last."""
+    """An expert directory as `train-experts` leaves it: adapter/, dataset/{train,val}.jsonl, manifest."""
     from ensemble.training.base import fingerprint_dir
     from ensemble.training.registry import ExpertManifest
 
@@ -155,8 +162,9 @@ class Project:
 
         return load_project(self.config_path)
 
-    def document(self, sections: list[tuple[str, str]], *, title: str = "함께 사는 이야기",
-                 name: str = "essay.md") -> Path:
+    def document(
+        self, sections: list[tuple[str, str]], *, title: str = "함께 사는 이야기", name: str = "essay.md"
+    ) -> Path:
         parts = [f"# {title}"] + [f"## {h}\n\n{body}" for h, body in sections]
         path = self.root / name
         path.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
@@ -165,22 +173,36 @@ class Project:
     def outline(self, sections: list[tuple[str, str]], *, name: str = "outline.yaml") -> Path:
         doc = {
             "title": "함께 사는 이야기",
-            "sections": [{"heading": h, "expert": e, "prompt": "함께라는 말은 따뜻하다."} for h, e in sections],
+            "sections": [
+                {"heading": h, "expert": e, "prompt": "함께라는 말은 따뜻하다."} for h, e in sections
+            ],
         }
         path = self.root / name
         path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
         return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP threads spinning against
+    other processes make each training step ~30x slower. Restored after this directory's tests."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
+def tiny_base(tmp_path_factory, one_torch_thread) -> Path:
     texts = [p for ps in CORPUS.values() for p in ps] + [SOURCE]
     return build_tiny_base(tmp_path_factory.mktemp("evalbase") / "base", texts, steps=60)
 
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, tiny_base) -> Path:
-    """A project directory with its index built and three trained experts (family/friends: LoRA, nature: freeze)."""
+    """A project with its index built and three trained experts (family, friends: LoRA; nature: freeze)."""
     from ensemble.retrieval.build import build_index
 
     root = tmp_path_factory.mktemp("evalproject")

@@ -61,7 +61,9 @@ def test_a_section_under_the_wrong_expert_does_not_rank_it_first(project):
 
 def test_perplexity_is_finite_and_lower_in_domain(project):
     in_domain = topical_text("family", sentences=12, seed=7)
-    out_of_domain = "The committee postponed the quarterly budget review until the auditors filed their report."
+    out_of_domain = (
+        "The committee postponed the quarterly budget review until the auditors filed their report."
+    )
     doc = project.document([("가족", in_domain), ("english", out_of_domain)])
     r = evaluate(project.cfg, doc)
     inside, outside = r.sections
@@ -99,6 +101,7 @@ def test_perplexity_under_each_sections_own_expert_is_lower_than_under_the_base(
         assert s.expert_perplexity < s.perplexity, s.heading
     assert r.sections[3].expert == "base" and r.sections[3].expert_perplexity is None
     assert r.sections[3].own_expert_rank is None
+    assert r.sections[3].best_expert is None  # its text shares no term with any expert's data
     assert r.overall.expert_perplexity < r.overall.perplexity
 
 

@@ -38,7 +38,7 @@ FRAMES = [
 # A few optimizer steps per expert, checkpointed every epoch (so a kill mid-training has something to resume).
 TRAIN_DEFAULTS = {
     "top_k": 10,
-    "epochs": 3,
+    "epochs": 4,
     "micro_batch_size": 2,
     "grad_accum": 1,
     "block_size": 64,
@@ -67,16 +67,16 @@ QUERIES = ["가족 저녁", "친구", "마을 이웃 잔치", "함께 걸으며"
 
 
 def corpus_texts(per_topic: int = 12, seed: int = 0) -> dict[str, list[str]]:
+    """Each topic has six sentences of its own and its documents are 3-4 of them in some order, so an expert
+    can learn its topic from the training passages and show it on the held-out ones."""
     rng = random.Random(seed)
     out: dict[str, list[str]] = {}
     for topic, words in WORDS.items():
-        out[topic] = [
-            " ".join(
-                rng.choice(FRAMES).format(a=rng.choice(words), b=rng.choice(words), c=rng.choice(words))
-                for _ in range(rng.randint(3, 4))
-            )
-            for _ in range(per_topic)
+        sentences = [
+            FRAMES[i % len(FRAMES)].format(a=rng.choice(words), b=rng.choice(words), c=rng.choice(words))
+            for i in range(6)
         ]
+        out[topic] = [" ".join(rng.sample(sentences, rng.randint(3, 4))) for _ in range(per_topic)]
     return out
 
 

@@ -35,7 +35,7 @@ ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
 ACTION = re.compile(
     r"\b(fix|add|use|run|create|remove|choose|pass|set|rename|re-save|save|retrain|train|delete|check|start|"
     r"write|indent|wait|lower|raise|rephrase|give|list|split|close|quote|make|point|did you mean|expected|"
-    r"must|needs?)\b",
+    r"must|needs?|see)\b",
     re.IGNORECASE,
 )
 
@@ -78,15 +78,13 @@ def config_update(**changes) -> Callable[[Path, object], None]:
     return setup
 
 
-def topics_file(topics=None, defaults=None, raw: str | None = None, name: str = "topics.yaml"):
+def topics_file(topics=None, defaults=None, raw: str | None = None, name: str = "topics.yaml", theme="함께"):
     def setup(root: Path, pipe) -> None:
         if raw is not None:
             (root / name).write_text(raw, encoding="utf-8")
             return
-        dump_yaml(
-            root / name,
-            {"theme": "함께", "defaults": {**TRAIN_DEFAULTS, **(defaults or {})}, "topics": topics or TOPICS},
-        )
+        doc = {"theme": theme, "defaults": {**TRAIN_DEFAULTS, **(defaults or {})}, "topics": topics or TOPICS}
+        dump_yaml(root / name, {k: v for k, v in doc.items() if v is not None})
 
     return setup
 
@@ -437,13 +435,16 @@ CASES = [
         "indexed",
         ["train-experts", "topics.yaml", "--only", "cooking"],
         ["--only", "cooking", "family"],
+        xfail="ensemble/training/experts.py::_select: the message names the topics but no action; "
+        "end it with '; choose one of: family, friends'",
     ),
     Case(
         "topics-retrieve-nothing",
         "indexed",
         ["train-experts", "topics.yaml"],
         ["topics.yaml:", "retrieved no passages"],
-        topics_file(topics=[{"name": "space", "queries": ["우주선 로켓", "은하수 행성"]}]),
+        # Without a theme: with one, the theme clause alone already matches (a bool query's `must`).
+        topics_file(topics=[{"name": "space", "queries": ["우주선 로켓", "은하수 행성"]}], theme=None),
     ),
     Case(
         "train-missing-base-model",
@@ -487,6 +488,8 @@ CASES = [
         ["compose", "outline.yaml"],
         ["adapter_model.safetensors", "retrain"],
         corrupt_adapter,
+        xfail="ensemble/compose/host.py::_attach_lora lets safetensors' SafetensorError escape (exit 1); check "
+        "each adapter file in compose/run.py::_experts before the base loads and wrap load errors in ArtifactError",
     ),
     Case(
         "outline-corrupted-manifest",
@@ -535,6 +538,8 @@ CASES = [
         "trained",
         ["compose", "outline.yaml", "--sections", "9"],
         ["--sections", "9", "2 section"],
+        xfail="ensemble/compose/run.py::parse_sections says what is wrong but not what to do; "
+        "end it with e.g. '; pass numbers from 1 to 2'",
     ),
 ]
 
@@ -550,12 +555,15 @@ def _prepare(case: Case, pipeline, tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def _param(case: Case):
+    marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_bad_input(case: Case, pipeline, tmp_path):
     if case.skip:
         pytest.skip(case.skip)
-    if case.xfail:
-        pytest.xfail(case.xfail)
     root = _prepare(case, pipeline, tmp_path)
     try:
         before = snapshot(root)
