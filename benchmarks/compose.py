@@ -169,15 +169,23 @@ def run_host(root: Path, args) -> dict:
     tok = AutoTokenizer.from_pretrained(root / "base")
     base = GPT2LMHeadModel.from_pretrained(root / "base")
     names = [f"expert{e}" for e in range(args.experts)]
-    host = host_mod.ExpertHost(base, tok, lora={n: root / n for n in names})
+    cache = None if args.cache == "dynamic" else args.cache
+    host = host_mod.ExpertHost(
+        base, tok, lora={n: root / n for n in names}, cache=cache, max_batch=args.max_batch or None
+    )
     load_s = time.perf_counter() - t_load
 
-    first: list[float] = []
+    # First token of a section: the first sampling step of the first batch holding one of its rows.
+    first: dict[int, float] = {}
     sampler_call = host_mod.RowSampler.__call__
+    seen: set[int] = set()
 
     def timed_call(self, input_ids, scores):
-        if not first:
-            first.append(time.perf_counter())
+        if id(self) not in seen:
+            seen.add(id(self))
+            now = time.perf_counter()
+            for g in self.generators:
+                first.setdefault(g.initial_seed() // 1000, now)
         return sampler_call(self, input_ids, scores)
 
     host_mod.RowSampler.__call__ = timed_call
@@ -187,7 +195,7 @@ def run_host(root: Path, args) -> dict:
     t0 = time.perf_counter()
     for step in range(args.steps):
         reqs = [
-            Request(texts[e], names[e], sampling, seed=hash((e, step, c)) & 0xFFFF_FFFF)
+            Request(texts[e], names[e], sampling, seed=1000 * e + 10 * step + c)
             for e in range(args.experts)
             for c in range(args.candidates)
         ]
@@ -243,7 +251,16 @@ ROLES = {"recipe": run_recipe, "host": run_host, "one": run_one}
 
 def child(role: str, root: Path, args) -> dict:
     cmd = [sys.executable, __file__, "--role", role, "--root", str(root)]
-    for key in ("experts", "steps", "max_new_tokens", "candidates", "threads", "prompt_tokens", "size"):
+    for key in (
+        "experts",
+        "steps",
+        "max_new_tokens",
+        "candidates",
+        "threads",
+        "prompt_tokens",
+        "size",
+        "cache",
+    ):
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -260,6 +277,11 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", choices=["124m", "tiny"], default="124m")
+    ap.add_argument("--cache", choices=["dynamic", "static"], default="dynamic", help="host KV cache")
+    ap.add_argument(
+        "--max-batch", type=int, default=0, help="host rows per forward pass (0: the host's default)"
+    )
+    ap.add_argument("--keep", type=Path, help="build the models here once and reuse them")
     ap.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -281,14 +303,13 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory(prefix="compose-bench-") as tmp:
-        root = Path(tmp)
-        t = time.perf_counter()
-        build(root, args.experts, args.size)
-        print(
-            f"built a random {args.size} GPT-2 + {args.experts} LoRA adapters "
-            f"in {time.perf_counter() - t:.0f} s; torch threads per process: {args.threads}",
-            flush=True,
-        )
+        root = args.keep or Path(tmp)
+        if not (root / f"expert{args.experts - 1}" / "adapter_config.json").is_file():
+            t = time.perf_counter()
+            build(root, args.experts, args.size)
+            took = time.perf_counter() - t
+            print(f"built a random {args.size} GPT-2 + {args.experts} LoRA adapters in {took:.0f} s")
+        print(f"torch threads per process: {args.threads}; host KV cache: {args.cache}", flush=True)
         res = {role: child(role, root, args) for role in ("one", "recipe", "host")}
 
     mem = {k: (res[k]["peak_rss"] - res[k]["libraries_rss"]) / 2**20 for k in res}

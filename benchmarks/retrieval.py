@@ -80,13 +80,13 @@ def all_passages(retriever) -> tuple[list[str], list[str]]:
     import tantivy
 
     searcher = retriever._index.searcher()  # noqa: SLF001 - a benchmark may look inside
-    hits = searcher.search(tantivy.Query.all_query(), limit=searcher.num_docs, count=False).hits
-    ids, texts = [], []
-    for _, addr in hits:
-        doc = searcher.doc(addr)
-        ids.append(doc.get_first("id"))
-        texts.append(doc.get_first("body").decode("utf-8"))
-    return ids, texts
+    addrs = [
+        a for _, a in searcher.search(tantivy.Query.all_query(), limit=searcher.num_docs, count=False).hits
+    ]
+    offsets = searcher.fast_field_values("off", addrs)
+    lengths = searcher.fast_field_values("len", addrs)
+    records = [retriever._log.read(o, n) for o, n in zip(offsets, lengths, strict=True)]  # noqa: SLF001
+    return [r[0] for r in records], [r[2] for r in records]
 
 
 def _analyze_chunk(texts: list[str]) -> list[list[str]]:

@@ -1,6 +1,7 @@
 """Command-line interface: each command parses its arguments and calls one library function."""
 
-from . import compose_cmds, evaluate_cmds, project_cmds, retrieval_cmds, training_cmds  # noqa: F401  (registration)
+# Registration order is the order `ensemble --help` lists the commands: the pipeline.
+from . import project_cmds, retrieval_cmds, training_cmds, compose_cmds, evaluate_cmds  # noqa: F401, I001
 from .app import app
 
 

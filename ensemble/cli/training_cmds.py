@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -21,8 +22,12 @@ def _stdout_to_stderr() -> contextlib.AbstractContextManager:
 @app.command("pretrain-base")
 def pretrain_base_cmd(
     ctx: typer.Context,
-    preset: str = typer.Option("tiny", "--preset", help="tiny (minutes on a CPU) | small (for a GPU)"),
-    force: bool = typer.Option(False, "--force", help="train again even if <work_dir>/base exists"),
+    preset: Annotated[
+        str, typer.Option("--preset", help="tiny (minutes on a CPU) | small (for a GPU)")
+    ] = "tiny",
+    force: Annotated[
+        bool, typer.Option("--force", help="train again even if <work_dir>/base exists")
+    ] = False,
 ) -> None:
     """Train a tokenizer and a small GPT-2 on the corpus into <work_dir>/base (the offline base model)."""
     from ..training.pretrain import pretrain_base
@@ -37,11 +42,18 @@ def pretrain_base_cmd(
 @app.command("train-experts")
 def train_experts_cmd(
     ctx: typer.Context,
-    topics: Path = typer.Argument(..., help="topics.yaml: the experts, their queries and training settings"),
-    only: list[str] = typer.Option(None, "--only", help="train only this topic (repeatable)"),
-    force: bool = typer.Option(False, "--force", help="retrain experts that are already trained"),
-    as_json: bool = typer.Option(False, "--json", help="print the expert manifests as JSON on stdout"),
-    local_rank: int = typer.Option(None, "--local_rank", "--local-rank", hidden=True),  # set by `deepspeed`
+    topics: Annotated[
+        Path, typer.Argument(help="topics.yaml: the experts, their queries, training settings")
+    ],
+    only: Annotated[
+        list[str] | None, typer.Option("--only", metavar="NAME", help="train only this topic (repeatable)")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="retrain experts that are already trained")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the expert manifests as JSON on stdout")
+    ] = False,
+    # The `deepspeed` launcher appends --local_rank=N to the command line.
+    local_rank: Annotated[int | None, typer.Option("--local_rank", "--local-rank", hidden=True)] = None,
 ) -> None:
     """Retrieve each topic's passages, build its dataset and train its adapter on the shared base."""
     from ..training.experts import train_experts
@@ -50,7 +62,9 @@ def train_experts_cmd(
         os.environ.setdefault("LOCAL_RANK", str(local_rank))
     st = state(ctx)
     with _stdout_to_stderr():
-        manifests = train_experts(st.project(), topics, only=only or None, force=force, progress=st.progress())
+        manifests = train_experts(
+            st.project(), topics, only=only or None, force=force, progress=st.progress()
+        )
     if os.environ.get("RANK", "0") != "0":
         return
     if as_json:

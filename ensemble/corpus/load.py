@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,6 +50,38 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def _walk(top: Path) -> list[Path]:
+    """Corpus files below `top`, sorted; hidden entries skipped. Unlike Path.rglob, symlinked directories are
+    followed (each real directory once, so link loops end) and an unreadable directory is an error, not a
+    silent gap in the corpus. Where links lead is checked by `iter_source_files`."""
+    files: list[Path] = []
+    seen: set[Path] = set()
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        real = d.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as e:
+            raise CorpusError(
+                f"cannot list this directory ({e.strerror or e}); fix its permissions or remove it from the "
+                "corpus",
+                path=d,
+            ) from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            p = Path(entry.path)
+            if entry.is_dir():  # follows symlinks
+                stack.append(p)
+            elif entry.is_file() and p.suffix.lower() in SUFFIXES:
+                files.append(p)
+    return sorted(files)
+
+
 def _where(cfg: ProjectConfig, missing: Path) -> Path:
     return cfg.source if cfg.source is not None else missing
 
@@ -68,11 +101,7 @@ def _entry_sources(cfg: ProjectConfig, i: int, entry: str) -> list[Source]:
             )
         return [Source(p, root, i) for p in files]
     if path.is_dir():
-        files = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file() and p.suffix.lower() in SUFFIXES and not _is_hidden(p, path)
-        )
+        files = _walk(path)
         if not files:
             raise CorpusError(
                 f"directory {path} holds no {', '.join(SUFFIXES)} files; add some or remove the entry",
@@ -110,8 +139,8 @@ def _escapes(cfg: ProjectConfig, src: Source) -> Path | None:
 
 def _escape_error(cfg: ProjectConfig, src: Source, real: Path) -> CorpusError:
     return CorpusError(
-        f"symlink to {real}, outside the project and the corpus directory; remove the link, or list "
-        f"{real} under `corpus:` in ensemble.yaml if it is meant to be read{SKIP_HINT}",
+        f"leads through a symlink to {real}, outside the project and the corpus directory; remove the "
+        f"link, or list {real} under `corpus:` in ensemble.yaml if it is meant to be read{SKIP_HINT}",
         path=_display(cfg, src.path),
         key=f"corpus[{src.entry}]",
     )

@@ -1,5 +1,5 @@
 """Reliability fixtures: one small project taken through the whole pipeline once per session (tiny base,
-build-index, train-experts, compose), kept as read-only templates that each test copies before it breaks it."""
+build-index, train-experts, compose), kept as templates that each test copies before it breaks it."""
 
 from __future__ import annotations
 
@@ -48,9 +48,9 @@ class Pipeline:
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory) -> Pipeline:
-    from tinylm import build_tiny_base
-
     import os
+
+    from tinylm import build_tiny_base
 
     dev = os.environ.get("RELIABILITY_DEV_CACHE")  # DEV ONLY: reuse a pipeline between runs
     if dev and (Path(dev) / "done").exists():
@@ -98,3 +98,28 @@ def pipeline(tmp_path_factory) -> Pipeline:
 
         (root / "done").write_bytes(pickle.dumps(pipe))
     return pipe
+
+
+@dataclass
+class BigCorpus:
+    """The project with ~1,800 more documents, so build-index works long enough to be killed mid-way."""
+
+    fresh: Path
+    reference: Path  # the same, indexed by one uninterrupted run
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def big_corpus(pipeline, tmp_path_factory) -> BigCorpus:
+    root = tmp_path_factory.mktemp("bigcorpus")
+    fresh = pipeline.copy("fresh", root / "fresh")
+    rows = [
+        {"id": f"bulk-{topic}-{i:04d}", "title": topic, "text": text}
+        for topic, texts in corpus_texts(per_topic=600, seed=1).items()
+        for i, text in enumerate(texts)
+    ]
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    (fresh / "corpus" / "bulk.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    reference = shutil.copytree(fresh, root / "reference")
+    r = ok(ensemble("build-index", cwd=reference))
+    return BigCorpus(fresh, reference, r.seconds)

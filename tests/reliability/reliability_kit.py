@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,10 +118,11 @@ class Result:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
     def __str__(self) -> str:
-        return f"ensemble {' '.join(self.args)} → {self.code} in {self.seconds:.1f} s\n--- stderr:\n{self.stderr}"
+        head = f"ensemble {' '.join(self.args)} → {self.code} in {self.seconds:.1f} s"
+        return f"{head}\n--- stderr:\n{self.stderr}"
 
 
-def _env(extra: dict | None) -> dict:
+def cli_env(extra: dict | None) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", **SECRET_ENV}
     env.pop("COLUMNS", None)
     return {**env, **(extra or {})}
@@ -151,7 +153,7 @@ def ensemble(
         cwd=cwd,
         capture_output=True,
         text=True,
-        env=_env(env),
+        env=cli_env(env),
         timeout=timeout,
         preexec_fn=_limits(address_space),
     )
@@ -220,7 +222,7 @@ def run_and_kill(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(None),
+        env=cli_env(None),
     )
     lines: list[str] = []
     trigger = threading.Event()
@@ -298,3 +300,18 @@ def manifests_parse(root: Path) -> list[str]:
         except (ValueError, UnicodeDecodeError):
             broken.append(p.relative_to(root).as_posix())
     return broken
+
+
+def is_pickled(path: Path) -> bool:
+    """A pickle (protocol 2+) or a torch.save zip archive (which holds one), by content, whatever its name."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    if head == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as z:
+                return any(n.endswith(".pkl") for n in z.namelist())
+        except zipfile.BadZipFile:
+            return False
+    return False

@@ -118,7 +118,7 @@ def empty_corpus(root: Path, pipe) -> None:
 
 
 def huge_single_line(root: Path, pipe) -> None:
-    """1 GiB without a newline: 16 MiB of real text, then a sparse tail (cheap on disk, still 1 GiB to read)."""
+    """1 GiB without a newline: 16 MiB of text, then a sparse tail (cheap on disk, still 1 GiB to read)."""
     path = root / "corpus" / "huge.txt"
     chunk = ("함께 걷는 길은 멀지 않다 " * 4096).encode("utf-8")
     with open(path, "wb") as f:
@@ -185,6 +185,13 @@ def non_empty_dir(root: Path, pipe) -> None:
 
 def regular_file(root: Path, pipe) -> None:
     (root / "target").write_text("a file", encoding="utf-8")
+
+
+def document(data: bytes | None = None) -> Callable[[Path, object], None]:
+    def setup(root: Path, pipe) -> None:
+        (root / "essay.md").write_bytes(pipe.essay.encode("utf-8") if data is None else data)
+
+    return setup
 
 
 def chain(*setups):
@@ -398,7 +405,8 @@ CASES = [
         ["train-experts", "topics.yaml"],
         ["topics.yaml:4", "defaults.epochs", "lots"],
         topics_file(
-            raw="theme: 함께\ndefaults:\n  top_k: 10\n  epochs: lots\ntopics:\n  - name: a\n    queries: [가족]\n"
+            raw="theme: 함께\ndefaults:\n  top_k: 10\n  epochs: lots\n"
+            "topics:\n  - name: a\n    queries: [가족]\n"
         ),
     ),
     Case(
@@ -488,8 +496,9 @@ CASES = [
         ["compose", "outline.yaml"],
         ["adapter_model.safetensors", "retrain"],
         corrupt_adapter,
-        xfail="ensemble/compose/host.py::_attach_lora lets safetensors' SafetensorError escape (exit 1); check "
-        "each adapter file in compose/run.py::_experts before the base loads and wrap load errors in ArtifactError",
+        xfail="ensemble/compose/host.py::_attach_lora lets safetensors' SafetensorError escape (exit 1); "
+        "check each adapter file in compose/run.py::_experts before the base loads, and wrap load errors "
+        "in ArtifactError",
     ),
     Case(
         "outline-corrupted-manifest",
@@ -532,6 +541,29 @@ CASES = [
         ["compose", "outline.yaml"],
         ["outline.yaml:", "malformed YAML"],
         outline_file(raw='title: "함께\nsections:\n  - heading: a\n'),
+    ),
+    # ---- evaluate ---------------------------------------------------------------------------------------
+    Case("evaluate-missing-document", "trained", ["evaluate", "essay.md"], ["essay.md", "not found"]),
+    Case(
+        "evaluate-document-without-sections",
+        "trained",
+        ["evaluate", "essay.md"],
+        ["essay.md", "no sections"],
+        document(b"# only a title\n\nand a paragraph.\n"),
+    ),
+    Case(
+        "evaluate-binary-document",
+        "trained",
+        ["evaluate", "essay.md"],
+        ["essay.md", "UTF-8"],
+        document(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe"),
+    ),
+    Case(
+        "evaluate-outline-unknown-key",
+        "trained",
+        ["evaluate", "essay.md", "--outline", "outline.yaml"],
+        ["outline.yaml:", "did you mean 'sections'"],
+        chain(document(), outline_file(raw="title: 함께\nsectons: []\n")),
     ),
     Case(
         "compose-section-out-of-range",

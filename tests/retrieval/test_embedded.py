@@ -110,6 +110,12 @@ def test_a_swap_interrupted_between_renames_is_finished_on_open(open_backend, cf
     # The crash window of the swap: live moved aside, staged index not yet moved in.
     old = cfg.index_path.with_name(f".{cfg.index_path.name}.old")
     os.replace(cfg.index_path, old)
+    lock = cfg.work_path / "build-index.lock"
+    lock.write_text(str(os.getppid()))  # a live build elsewhere may be mid-swap: readers leave it alone
+    with pytest.raises(ArtifactError, match="no index"):
+        open_backend(create=False)
+    assert old.exists()
+    lock.unlink()
     with opened(open_backend, create=False) as live:
         assert set(live.doc_hashes()) == {"family-photo"}
     assert not old.exists() and not staging_path(cfg.index_path).exists()
@@ -124,3 +130,31 @@ def test_a_second_writer_is_refused_while_one_writes(open_backend):
         b.upsert([document("y", ["두 번째 문서."])])  # free again after the first one committed
         b.commit()
         assert b.passage_count() == 2
+
+
+def test_texts_survive_a_torn_tail_of_the_passage_log(open_backend, cfg):
+    load(open_backend).close()
+    log = cfg.index_path / "passages.bin"
+    with log.open("ab") as f:
+        f.write(b"\x07\x00\x00half a record a crash left")  # appended but never committed
+    with opened(open_backend) as r:
+        r.upsert([document("new", ["새로 이사 온 이웃이 떡을 돌렸다."])])
+        r.commit()
+        (hit,) = r.search("이웃 떡", k=1)
+        assert (hit.id, hit.doc_id, hit.text) == ("new#0", "new", "새로 이사 온 이웃이 떡을 돌렸다.")
+        assert [h.text for h in r.search("김장")] == CORPUS["village-kimjang"]
+
+
+def test_rebuild_drops_the_records_of_replaced_passages(open_backend, cfg):
+    load(open_backend).close()
+    log = cfg.index_path / "passages.bin"
+    with opened(open_backend) as r:
+        for _ in range(3):
+            r.upsert([document(d, t) for d, t in CORPUS.items()])
+            r.commit()
+    grown = log.stat().st_size
+    with opened(open_backend, rebuild=True) as r:
+        r.upsert([document(d, t) for d, t in CORPUS.items()])
+        r.commit()
+        assert r.passage_count() == 11
+    assert log.stat().st_size * 4 == grown

@@ -70,6 +70,18 @@ class FakeRetriever:
         pass
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a shared machine a contended second thread makes
+    each step ~10x slower (OpenMP spin-waits)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     texts = [p for ps in CORPUS.values() for p in ps]

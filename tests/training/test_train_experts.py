@@ -139,6 +139,7 @@ def test_zero2_deepspeed_on_cpu_single_process(project, fake_retriever, monkeypa
     for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("MASTER_PORT", str(port))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # else accelerate sets torch to one thread per core
     # DeepSpeed compiles a shared-memory all-reduce kernel for CPU on first use (~1 min, cached); one process
     # never reduces across processes, so the test skips that build.
     monkeypatch.setattr(importlib.import_module("deepspeed.comm.torch"), "build_shm_op", lambda: None)

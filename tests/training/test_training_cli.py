@@ -11,7 +11,7 @@ from ensemble.training.pretrain import pretrain_base
 
 
 def invoke(capsys, *args):
-    """Run the CLI in this process (so the test's stand-in retriever is used); returns (code, stdout, stderr)."""
+    """Run the CLI in this process (so the stand-in retriever is used); returns (code, stdout, stderr)."""
     with pytest.raises(SystemExit) as e:
         app(list(args), prog_name="ensemble")
     out = capsys.readouterr()
@@ -43,7 +43,11 @@ def _write(path, text):
             "topics.yaml:1: topics",
             ["duplicate topic name 'family' (topics[0] and topics[1])"],
         ),
-        ("topics:\n  - name: family\n    queries: []\n", "topics.yaml:3: topics[0].queries", ["at least one query"]),
+        (
+            "topics:\n  - name: family\n    queries: []\n",
+            "topics.yaml:3: topics[0].queries",
+            ["at least one query"],
+        ),
         (
             "defaults:\n  precision: fp16\ntopics:\n  - name: family\n    queries: [가족]\n",
             "topics.yaml:2: defaults.precision",
@@ -107,7 +111,8 @@ def test_no_base_model_at_all_points_to_pretrain_base(tmp_path, cli):
 
 def test_unknown_only_name_is_refused(project, capsys):
     path = project.topics([topic("family")])
-    code, _, err = invoke(capsys, "-c", str(project.config_path), "train-experts", str(path), "--only", "famly")
+    args = ("-c", str(project.config_path), "train-experts", str(path), "--only", "famly")
+    code, _, err = invoke(capsys, *args)
     assert code == 2 and "no topic named 'famly'" in one_error_line(err)
 
 

@@ -1,0 +1,161 @@
+"""SIGKILL mid-work, then run again: the result equals an uninterrupted run's, and no temp or half-written
+file is left visible. Kill points are random but seeded, so a failure reproduces."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+from conftest import COMPOSE_SEED
+from reliability_kit import (
+    ensemble,
+    index_passages,
+    is_pickled,
+    manifests_parse,
+    ok,
+    run_and_kill,
+    search_results,
+    visible_leftovers,
+)
+
+
+def _no_debris(root: Path) -> None:
+    assert visible_leftovers(root) == []
+    assert manifests_parse(root) == []
+
+
+def _searchable_or_absent(root: Path) -> None:
+    """Between a crash and the re-run the index is either the previous one or not there yet: never broken."""
+    r = ensemble("search", "가족", "-k", "3", "--json", cwd=root)
+    assert r.code in (0, 2), str(r)
+    if r.code == 2:
+        assert "build-index" in r.stderr and len(r.err_lines) == 1, str(r)
+
+
+def test_build_index_killed_at_seeded_points_resumes_to_the_same_index(big_corpus, tmp_path):
+
+    rng = random.Random(20261123)
+    root = shutil.copytree(big_corpus.fresh, tmp_path / "project")
+    killed = 0
+    for _ in range(3):
+        delay = rng.uniform(0.3, 0.95) * big_corpus.seconds
+        k = run_and_kill("build-index", cwd=root, after_lines=None, when=lambda: True, delay=delay)
+        killed += k.killed
+        _searchable_or_absent(root)
+    assert killed >= 1, "every run finished before its kill point; the corpus is too small to test crashes"
+    ok(ensemble("build-index", cwd=root))
+    assert index_passages(root) == index_passages(big_corpus.reference)
+    assert search_results(root) == search_results(big_corpus.reference)
+    assert not (root / "work" / "build-index.lock").exists()
+    _no_debris(root)
+
+
+def test_rebuild_killed_midway_keeps_the_previous_index_searchable(big_corpus, tmp_path):
+
+    rng = random.Random(7)
+    root = shutil.copytree(big_corpus.reference, tmp_path / "project")
+    before = search_results(root)
+    k = run_and_kill(
+        "build-index",
+        "--rebuild",
+        cwd=root,
+        when=lambda: True,
+        delay=rng.uniform(0.5, 0.95) * big_corpus.seconds,
+    )
+    assert search_results(root) == before, f"killed={k.killed}: the previous index changed"
+    ok(ensemble("build-index", "--rebuild", cwd=root))
+    assert index_passages(root) == index_passages(big_corpus.reference)
+    assert search_results(root) == before
+    _no_debris(root)
+
+
+def _dataset(root: Path, name: str) -> list[tuple[str, str]]:
+    rows = json.loads((root / "work" / "experts" / name / "dataset" / "passages.json").read_text())[
+        "passages"
+    ]
+    return sorted((r["id"], r["split"]) for r in rows)
+
+
+def test_train_experts_killed_mid_training_resumes_to_complete_experts(pipeline, tmp_path):
+    rng = random.Random(5)
+    root = pipeline.copy("indexed", tmp_path / "project")
+    # The uninterrupted run printed one line per epoch and expert; kill after one of them, chosen by the seed.
+    epoch_lines = sum(
+        "epoch" in line for r in pipeline.runs if "train-experts" in r.args for line in r.err_lines
+    )
+    assert epoch_lines >= 4
+    k = run_and_kill(
+        "train-experts",
+        "topics.yaml",
+        cwd=root,
+        after_lines=rng.randint(2, epoch_lines - 1),
+        delay=rng.uniform(0, 1),
+    )
+    assert k.killed, k.stderr
+    _no_debris(root)
+    # HF Trainer's resumable state (optimizer.pt, rng_state.pth, ...) is pickled: it may exist only under
+    # checkpoints/ while an expert trains (read back with weights_only=True), never beside the adapters.
+    pickled = [p for p in (root / "work").rglob("*") if p.is_file() and is_pickled(p)]
+    assert all("checkpoints" in p.relative_to(root).parts for p in pickled), pickled
+    # A killed expert has no manifest (it is written last), so nothing can mistake it for a finished one.
+    for d in (root / "work" / "experts").iterdir():
+        if (d / "manifest.json").exists():
+            assert (d / "adapter" / "adapter_model.safetensors").is_file()
+
+    ok(ensemble("train-experts", "topics.yaml", cwd=root))
+    _no_debris(root)
+    assert not (root / "work" / "training.lock").exists()
+    for name in ("family", "friends"):
+        d = root / "work" / "experts" / name
+        m = json.loads((d / "manifest.json").read_text())
+        ref = json.loads((pipeline.trained / "work" / "experts" / name / "manifest.json").read_text())
+        assert _dataset(root, name) == _dataset(pipeline.trained, name)
+        assert m["data"]["dataset_sha256"] == ref["data"]["dataset_sha256"]
+        assert m["steps"] == ref["steps"]
+        assert m["val_perplexity_after"] < m["val_perplexity_before"], m
+        assert not (d / "checkpoints").exists()
+    _adapters_load(root, pipeline.base)
+
+
+def _adapters_load(root: Path, base: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([[1, 2, 3, 4]])
+    plain = AutoModelForCausalLM.from_pretrained(base, use_safetensors=True)
+    with torch.no_grad():
+        base_logits = plain(input_ids=ids).logits
+    for name in ("family", "friends"):
+        model = AutoModelForCausalLM.from_pretrained(base, use_safetensors=True)
+        model = PeftModel.from_pretrained(model, str(root / "work" / "experts" / name / "adapter")).eval()
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits
+        assert torch.isfinite(logits).all()
+        assert not torch.allclose(logits, base_logits, atol=1e-4), f"{name}: the adapter changes nothing"
+
+
+def test_compose_killed_midway_resumes_to_the_identical_document(pipeline, tmp_path):
+    rng = random.Random(11)
+    root = pipeline.copy("trained", tmp_path / "project")
+    cache = root / "work" / "compose"
+
+    def first_round_saved() -> bool:
+        return any(cache.glob("*/section-*.json"))
+
+    k = run_and_kill(
+        "compose",
+        "outline.yaml",
+        "--seed",
+        str(COMPOSE_SEED),
+        cwd=root,
+        when=first_round_saved,
+        delay=rng.uniform(0, 0.5),
+    )
+    _no_debris(root)
+    r = ok(ensemble("compose", "outline.yaml", "--seed", str(COMPOSE_SEED), cwd=root))
+    assert r.stdout == pipeline.essay, f"killed={k.killed}\n{r.stdout}\n---\n{pipeline.essay}"
+    _no_debris(root)
+    assert not list(cache.glob("*/*.lock"))
