@@ -12,6 +12,11 @@ topic; then composes the same outline once per decoding configuration and seed, 
 - defaults: this project's compose defaults (see `GenerationParams`);
 - the alternatives listed in CONFIGS, each changing one thing.
 
+Columns: the document-level measures of `ensemble evaluate` (distinct-2, rep-n and copy rate over analyzer
+terms; own 1st = share of sections whose own expert's data matches them best; perplexities token-weighted),
+then the composer's own counts: sentences the repeat/copy guards rejected, sections stopped by the step cap
+before reaching their length, and seconds spent composing.
+
 "No guards" means the repeat and copy guards accept every sentence; when `GenerationParams` has no switch for
 that, this script turns them off by patching the guard classes for that configuration only. Contrastive search
 is not offered: compose samples in its own per-row logits processor, which has no degeneration penalty.
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -131,6 +137,8 @@ COLUMNS = [
     ("own_first", "own 1st", "{:.2f}"),
     ("perplexity", "ppl base", "{:.1f}"),
     ("expert_perplexity", "ppl expert", "{:.1f}"),
+    ("rejected", "guard rejects", "{:.1f}"),
+    ("capped", "capped", "{:.1f}"),
     ("seconds", "compose s", "{:.0f}"),
 ]
 
@@ -230,6 +238,13 @@ def run_config(
                     "own_first": (o.own_expert_first or 0) / (o.sections_with_expert or 1),
                     "perplexity": o.perplexity,
                     "expert_perplexity": o.expert_perplexity,
+                    "rejected": sum(
+                        n
+                        for sec in doc.sections
+                        for k, n in sec.stats["rejected"].items()
+                        if k != "incomplete"
+                    ),
+                    "capped": sum(bool(sec.stats["capped"]) for sec in doc.sections),
                     "seconds": doc.seconds,
                 }
             )
@@ -282,7 +297,8 @@ def main() -> None:
         print(f"{name}: {time.perf_counter() - t:.0f} s")
 
     machine = (
-        f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), {platform.processor() or 'cpu'}"
+        f"{platform.machine()} {platform.processor() or 'cpu'}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
     )
     print()
     print(

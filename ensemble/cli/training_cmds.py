@@ -52,14 +52,13 @@ def train_experts_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="print the expert manifests as JSON on stdout")
     ] = False,
-    # The `deepspeed` launcher appends --local_rank=N to the command line.
-    local_rank: Annotated[int | None, typer.Option("--local_rank", "--local-rank", hidden=True)] = None,
 ) -> None:
-    """Retrieve each topic's passages, build its dataset and train its adapter on the shared base."""
+    """Retrieve each topic's passages, build its dataset and train its adapter on the shared base.
+
+    Several GPUs: `deepspeed --no_local_rank --num_gpus N -m ensemble train-experts topics.yaml` (or torchrun)
+    with `deepspeed: zero2` in topics.yaml; the launcher's environment tells each process its rank."""
     from ..training.experts import train_experts
 
-    if local_rank is not None:
-        os.environ.setdefault("LOCAL_RANK", str(local_rank))
     st = state(ctx)
     with _stdout_to_stderr():
         manifests = train_experts(
@@ -68,7 +67,8 @@ def train_experts_cmd(
     if os.environ.get("RANK", "0") != "0":
         return
     if as_json:
-        print(json.dumps([m.model_dump(mode="json") for m in manifests], ensure_ascii=False, indent=2))
+        rows = [{**m.model_dump(mode="json"), "path": m.path} for m in manifests]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
     if not st.quiet:
         for m in manifests:
             print(

@@ -154,8 +154,9 @@ class ExpertHost:
         for weights, max_new in sorted(groups):
             self._activate(weights or None)
             idx = groups[(weights, max_new)]
-            for at in range(0, len(idx), self.max_batch):
-                chunk = idx[at : at + self.max_batch]
+            size = -(-len(idx) // -(-len(idx) // self.max_batch))  # equal chunks: 21 rows by 8 → 7, 7, 7
+            for at in range(0, len(idx), size):
+                chunk = idx[at : at + size]
                 for i, g in zip(
                     chunk, self._generate_batch([requests[i] for i in chunk], max_new), strict=True
                 ):

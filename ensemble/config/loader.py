@@ -157,7 +157,12 @@ def parse_model(data: Any, model: type[M], *, path: str | Path, root: yaml.Node 
     path = str(path)
     if not isinstance(data, dict):
         kind = "empty" if data is None else type(data).__name__
-        raise ConfigError(f"expected a mapping of keys at the top level, got {kind}", path=path, line=1)
+        raise ConfigError(
+            f"expected a mapping of keys at the top level, got {kind}; write `key: value` lines "
+            "(`ensemble schema` lists the keys)",
+            path=path,
+            line=1,
+        )
     try:
         return model.model_validate(data)
     except ValidationError as e:

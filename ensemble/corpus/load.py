@@ -196,6 +196,15 @@ def _bad_file(path: Path, line: int, why: str) -> CorpusError:
     )
 
 
+def _has_nul(path: Path, probe: int = 8192) -> bool:
+    """Text never holds NUL bytes; images, archives and office files do within their first few KB."""
+    try:
+        with path.open("rb") as f:
+            return b"\x00" in f.read(probe)
+    except OSError:
+        return False
+
+
 def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Decoded lines (without line ends), read one bounded line at a time; a bad file raises CorpusError."""
     try:
@@ -225,7 +234,8 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise _bad_file(path, n, f"not UTF-8 text (bad byte 0x{raw[e.start]:02x})") from None
+                why = "binary file (NUL bytes), not UTF-8 text" if _has_nul(path) else "not UTF-8 text"
+                raise _bad_file(path, n, f"{why} (bad byte 0x{raw[e.start]:02x})") from None
             yield n, text.rstrip("\r\n")
 
 

@@ -6,7 +6,8 @@ can always be checked for repetition, even before anything is built):
 - copy rate: the index (`ensemble build-index`). Each sentence of the document is a BM25 query, and the
   document's n-grams are compared with every passage those queries return: a copied n-gram shares n terms with
   its source, which therefore ranks at the top for the sentence it sits in. Only the retriever contract is
-  used, so it works the same on the embedded and the Elasticsearch backend, for any corpus size;
+  used, so it works the same on the embedded and the Elasticsearch backend, for any corpus size. An n-gram
+  that straddles two corpus passages is in neither, so a copy is found up to its passage boundaries;
 - section relevance: trained experts (`ensemble train-experts`);
 - perplexity: the base model; under each section's own expert: the outline and that expert.
 A damaged artifact (corrupt manifest, unreadable adapter) is still an error: skipping would hide it.

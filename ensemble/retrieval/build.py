@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -75,11 +76,18 @@ def _warm_up(passages_cfg: PassagesConfig, analyzer: str | None) -> None:
     _prepare([Document("warm-up", "준비 중입니다. 곧 시작합니다.", None, "", "")], passages_cfg, analyzer)
 
 
+def _ignore_interrupts() -> None:
+    """Ctrl-C is for the parent to handle (it stops the pool); tracebacks from workers would be noise."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _fork_pool(workers: int) -> ProcessPoolExecutor | None:
     """Workers forked from this (warmed-up) process; None where fork is unavailable."""
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return None
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts
+    )
     # With fork, the first submit starts every worker: do it now, before the index opens its threads.
     pool.submit(int).result()
     return pool

@@ -53,6 +53,15 @@ class ExpertData:
     val: list[DataPassage]
     hits: int  # retrieval hits before de-duplication
 
+    @property
+    def sha256(self) -> str:
+        """Identity of the dataset: which texts, in which split."""
+        h = hashlib.sha256()
+        for split, ps in (("train", self.train), ("val", self.val)):
+            for p in ps:
+                h.update(f"{split}:{p.sha256}\n".encode())
+        return h.hexdigest()
+
 
 def _select(topics: TopicsFile, only: Sequence[str] | str | None) -> list[TopicSpec]:
     if not only:
@@ -141,8 +150,8 @@ def _retrieve(retriever: Any, topics: TopicsFile, plan: Plan) -> ExpertData:
     return ExpertData(train, val, sum(len(h) for h in hit_lists))
 
 
-def _write_dataset(d: Path, topic: TopicSpec, data: ExpertData) -> str:
-    """Dataset manifest (ids, scores, hashes, sizes) and the texts; returns a hash of the whole dataset."""
+def _write_dataset(d: Path, topic: TopicSpec, data: ExpertData) -> None:
+    """Dataset manifest (ids, scores, hashes, sizes) and the texts."""
     rows = []
     for split, ps in (("train", data.train), ("val", data.val)):
         for p in ps:
@@ -157,12 +166,10 @@ def _write_dataset(d: Path, topic: TopicSpec, data: ExpertData) -> str:
                     "chars": len(p.text),
                 }
             )
-    digest = hashlib.sha256("".join(r["split"] + r["sha256"] for r in rows).encode()).hexdigest()
     for split, ps in (("train", data.train), ("val", data.val)):
         lines = [json.dumps({"id": p.id, "text": p.text}, ensure_ascii=False) for p in ps]
         write_text_atomic(d / f"{split}.jsonl", "\n".join(lines) + "\n")
-    write_json_atomic(d / "passages.json", {"topic": topic.name, "sha256": digest, "passages": rows})
-    return digest
+    write_json_atomic(d / "passages.json", {"topic": topic.name, "sha256": data.sha256, "passages": rows})
 
 
 def _datasets(
@@ -233,17 +240,17 @@ def _train_one(
     ckpt = d / "checkpoints"
     if main:
         (d / "manifest.json").unlink(missing_ok=True)  # the adapter is about to change
+        # Checkpoints resume only the same run: same settings, same data.
         run_file = ckpt / "run.json"
+        run = {"config_hash": plan.config_hash, "dataset_sha256": data.sha256}
         try:
-            same_run = json.loads(run_file.read_text())["config_hash"] == plan.config_hash
-        except (OSError, ValueError, KeyError):
+            same_run = json.loads(run_file.read_text()) == run
+        except (OSError, ValueError):
             same_run = False
         if not same_run:
             remove_checkpoints(ckpt)
-        dataset_hash = _write_dataset(d / "dataset", topic, data)
-        write_json_atomic(run_file, {"config_hash": plan.config_hash})
-    else:
-        dataset_hash = ""
+        _write_dataset(d / "dataset", topic, data)
+        write_json_atomic(run_file, run)
     set_seed(params.seed)
     model, tokenizer = load_base_model(cfg, dtype=torch.float32)
     try:
@@ -282,7 +289,7 @@ def _train_one(
         title=topic.title,
         method=params.method,
         base={
-            "name_or_path": cfg.base_model or "pretrain-base",
+            "name_or_path": cfg.base_model_path,
             "fingerprint": fingerprint,
             "revision": cfg.base_model_revision,
         },
@@ -313,12 +320,13 @@ def _train_one(
             "samples_val": len(val_ds),
             "tokens_train": train_ds.n_tokens,
             "tokens_val": val_ds.n_tokens,
-            "dataset_sha256": dataset_hash,
+            "dataset_sha256": data.sha256,
         },
         trainable_params=info.trainable_params,
         total_params=info.total_params,
         val_perplexity_before=ppl_before,
         val_perplexity_after=ppl_after,
+        val_perplexity_by_epoch=outcome.val_perplexity_by_epoch,
         steps=outcome.global_step,
         epochs=outcome.epochs,
         tokens_seen=outcome.tokens_seen,
@@ -342,8 +350,10 @@ def _train_one(
     return manifest.model_copy(update={"path": str(d)})
 
 
-def _finished(cfg: ProjectConfig, plan: Plan, fingerprint: str) -> tuple[ExpertManifest | None, str | None]:
-    """(manifest, None) when done for this config and base; (None, reason or None) when it must train."""
+def _finished(
+    cfg: ProjectConfig, plan: Plan, data: ExpertData, fingerprint: str
+) -> tuple[ExpertManifest | None, str | None]:
+    """(manifest, None) when done for this config, data and base; else (None, why it must train or None)."""
     d = expert_dir(cfg, plan.topic.name)
     if not (d / "manifest.json").is_file():
         return None, None
@@ -355,6 +365,8 @@ def _finished(cfg: ProjectConfig, plan: Plan, fingerprint: str) -> tuple[ExpertM
         return None, "the base model changed"
     if m.config_hash != plan.config_hash:
         return None, "its settings, queries or files changed"
+    if m.data.get("dataset_sha256") != data.sha256:
+        return None, "retrieval now finds other passages (the index changed)"
     return m, None
 
 
@@ -379,23 +391,24 @@ def train_experts(
     lock = work_lock(cfg.work_path / "training.lock") if dist_rank() == 0 else contextlib.nullcontext()
     with lock, quiet_hf():
         fingerprint = base_fingerprint(cfg)
+        retriever = retrieval.open_retriever(cfg)
+        try:
+            data = {p.topic.name: _retrieve(retriever, topics, p) for p in plans}
+        finally:
+            retriever.close()
         results: dict[str, ExpertManifest] = {}
         todo: list[Plan] = []
         for plan in plans:
-            done, why = (None, None) if force else _finished(cfg, plan, fingerprint)
+            name = plan.topic.name
+            done, why = (None, None) if force else _finished(cfg, plan, data[name], fingerprint)
             if done is not None:
-                progress.log(f"{plan.topic.name}: already trained; skipping (--force to retrain)")
-                results[plan.topic.name] = done
+                progress.log(f"{name}: already trained; skipping (--force to retrain)")
+                results[name] = done
                 continue
             if why:
-                progress.log(f"{plan.topic.name}: retraining because {why}")
+                progress.log(f"{name}: retraining because {why}")
             todo.append(plan)
         if todo:
-            retriever = retrieval.open_retriever(cfg)
-            try:
-                data = {p.topic.name: _retrieve(retriever, topics, p) for p in todo}
-            finally:
-                retriever.close()
             progress.start("experts", total=len(todo))
             try:
                 for plan in todo:

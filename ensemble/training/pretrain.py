@@ -263,6 +263,6 @@ def pretrain_base(
         progress.log(
             f"base model: {manifest['parameters']:,} parameters, validation perplexity "
             f"{manifest['val_perplexity_before']:.1f} → {manifest['val_perplexity_after']:.1f} "
-            f"({manifest['wall_seconds']:.0f} s) in {out}"
+            f"({manifest['wall_seconds']:.0f} s)"
         )
     return out

@@ -48,6 +48,9 @@ class ExpertManifest(BaseModel):
     total_params: int = 0
     val_perplexity_before: float
     val_perplexity_after: float
+    val_perplexity_by_epoch: list[float] = Field(
+        default_factory=list
+    )  # this run's epochs (not before a resume)
     steps: int = 0
     epochs: float = 0.0
     tokens_seen: int = 0

@@ -9,6 +9,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
@@ -55,11 +56,27 @@ def dist_rank() -> int:
         return 0
 
 
+def _proc_status(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def reset_peak_memory(device: str) -> None:
+    """Start a fresh peak mark: CUDA allocator stats, or on Linux the process's peak RSS (VmHWM)."""
     if device == "cuda":
         import torch
 
         torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux: the peak then covers the whole process lifetime
 
 
 def peak_memory(device: str) -> tuple[int, str]:
@@ -68,6 +85,9 @@ def peak_memory(device: str) -> tuple[int, str]:
         import torch
 
         return int(torch.cuda.max_memory_allocated()), "cuda_max_allocated"
+    hwm = _proc_status("VmHWM")
+    if hwm is not None:
+        return hwm, "process_peak_rss"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024), "process_peak_rss"
 

@@ -35,6 +35,7 @@ class TrainOutcome:
     peak_memory_bytes: int
     peak_memory_kind: str
     resumed_from: str | None
+    val_perplexity_by_epoch: list[float]
 
 
 def collator(pad_id: int) -> Callable[[list[dict[str, list[int]]]], dict[str, Any]]:
@@ -153,13 +154,20 @@ def _checkpointing_args(enabled: bool) -> dict[str, Any]:
     return out
 
 
-def _progress_callback(progress: Progress, task: str, dataset: LMDataset, plan: Callable[[int], None] | None):
+def _progress_callback(
+    progress: Progress,
+    task: str,
+    dataset: LMDataset,
+    plan: Callable[[int], None] | None,
+    val: Callable[[Any], float] | None,
+):
     from transformers import TrainerCallback
 
     class Forward(TrainerCallback):
         def __init__(self) -> None:
             self.loss: float | None = None
             self.started = False
+            self.val_by_epoch: list[float] = []
 
         def on_train_begin(self, args, state, control, **kw):
             progress.start(task, total=state.max_steps)
@@ -177,11 +185,15 @@ def _progress_callback(progress: Progress, task: str, dataset: LMDataset, plan: 
             progress.advance(task, 1, info=f"loss {self.loss:.3f}" if self.loss is not None else None)
 
         def on_log(self, args, state, control, logs=None, **kw):
-            logs = logs or {}
-            if "loss" in logs:
+            if logs and "loss" in logs:
                 self.loss = float(logs["loss"])
-            if "eval_loss" in logs:
-                ppl = math.exp(min(float(logs["eval_loss"]), 50.0))
+
+        def on_epoch_end(self, args, state, control, model=None, **kw):
+            # Our token-weighted perplexity, not Trainer.evaluate(): the same measure as before and after
+            # training, and no DeepSpeed inference engine (ZeRO-2 has none).
+            if val is not None and model is not None:
+                ppl = val(model)
+                self.val_by_epoch.append(ppl)
                 progress.log(f"{task}: epoch {state.epoch:.0f} validation perplexity {ppl:.2f}")
 
     return Forward()
@@ -293,7 +305,7 @@ def run_training(
         deepspeed=deepspeed,
         seed=params.seed,
         data_seed=params.seed,
-        eval_strategy="epoch" if val_ds is not None and len(val_ds) else "no",
+        eval_strategy="no",
         logging_strategy="steps",
         logging_steps=1,
         disable_tqdm=True,
@@ -306,13 +318,19 @@ def run_training(
         **save,
         **_checkpointing_args(params.gradient_checkpointing),
     )
-    forward = _progress_callback(progress, task, train_ds, epoch_hook)
+    has_val = val_ds is not None and len(val_ds) > 0
+
+    def val(m: Any) -> float:
+        return perplexity(
+            m, val_ds, tokenizer.pad_token_id, batch_size=params.micro_batch_size, precision=precision
+        )
+
+    forward = _progress_callback(progress, task, train_ds, epoch_hook, val if has_val else None)
     trainer = _make_trainer_class(lr_of)(
         model=model,
         args=args,
         data_collator=collator(tokenizer.pad_token_id),
         train_dataset=train_ds,
-        eval_dataset=val_ds if val_ds is not None and len(val_ds) else None,
         processing_class=tokenizer,
         callbacks=[forward, *callbacks],
     )
@@ -342,6 +360,7 @@ def run_training(
         peak_memory_bytes=peak,
         peak_memory_kind=kind,
         resumed_from=Path(last).name if last else None,
+        val_perplexity_by_epoch=forward.val_by_epoch,
     )
     return trainer, outcome
 

@@ -3,6 +3,8 @@ secret in its environment, snapshots of a directory, and a runner that SIGKILLs 
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import os
 import random
@@ -54,11 +56,11 @@ TOPICS = [
     {"name": "friends", "title": "친구", "queries": ["친구 우정", "학교 편지"]},
 ]
 GEN_DEFAULTS = {
-    "target_chars": 60,
+    "target_chars": 120,
     "max_new_tokens": 16,
     "candidates": 1,
     "paragraph_chars": 40,
-    "max_steps": 8,
+    "max_steps": 12,
 }
 SECTIONS = [
     {"heading": "가족의 저녁", "expert": "family", "prompt": "우리 가족은 저녁마다 식탁에 모인다."},
@@ -128,12 +130,40 @@ def cli_env(extra: dict | None) -> dict:
     return {**env, **(extra or {})}
 
 
-def _limits(address_space: int | None) -> Callable[[], None] | None:
-    if address_space is None:
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+
+
+def _drop_dac_override() -> None:
+    """Make root honour file permission bits (chmod 000) in the child: drop CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH from the capability bounding set, which exec then applies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@functools.cache
+def permissions_enforceable() -> str | None:
+    """None when chmod can keep a child process out of a file; else why not."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        subprocess.run(["true"], preexec_fn=_drop_dac_override, check=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"running as root and cannot drop CAP_DAC_OVERRIDE ({e}): chmod does not stop root"
+    return None
+
+
+def _limits(address_space: int | None, honour_permissions: bool) -> Callable[[], None] | None:
+    if address_space is None and not (honour_permissions and os.geteuid() == 0):
         return None
 
     def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        if address_space is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        if honour_permissions and os.geteuid() == 0:
+            _drop_dac_override()
 
     return apply
 
@@ -144,9 +174,11 @@ def ensemble(
     env: dict | None = None,
     timeout: float = 300,
     address_space: int | None = None,
+    honour_permissions: bool = False,
     log: list | None = None,
 ) -> Result:
-    """Run `python -m ensemble ARGS` as a user would; `address_space` caps its virtual memory (RLIMIT_AS)."""
+    """Run `python -m ensemble ARGS` as a user would; `address_space` caps its virtual memory (RLIMIT_AS),
+    `honour_permissions` makes chmod bind it even when the tests run as root."""
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "ensemble", *args],
@@ -155,7 +187,7 @@ def ensemble(
         text=True,
         env=cli_env(env),
         timeout=timeout,
-        preexec_fn=_limits(address_space),
+        preexec_fn=_limits(address_space, honour_permissions),
     )
     r = Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0, tuple(args))
     if log is not None:
@@ -281,10 +313,29 @@ def index_passages(root: Path) -> list[tuple[str, str]]:
     return sorted(out)
 
 
-def visible_leftovers(root: Path) -> list[str]:
-    """Temp or partial files a crash could leave behind (lock files are taken over by the next run)."""
+def index_orphans(root: Path) -> list[str]:
+    """Segment files of the embedded index that its meta.json does not reference (a killed writer's)."""
+    index = root / "work" / "index"
+    meta = json.loads((index / "meta.json").read_text(encoding="utf-8"))
+    live = {s["segment_id"].replace("-", "") for s in meta["segments"]}
+    segment_files = [
+        p for p in index.iterdir() if len(p.name.split(".")[0]) == 32 and not p.name.startswith(".")
+    ]
+    return sorted(p.name for p in segment_files if p.name.split(".")[0] not in live)
+
+
+def tantivy_temp(p: Path) -> bool:
+    """A temp file of tantivy's own atomic writes (Rust's tempfile crate: `.tmp` + 6 characters)."""
+    return p.parent.name == "index" and p.name.startswith(".tmp") and len(p.name) == 10
+
+
+def visible_leftovers(root: Path, *, tantivy: bool = True) -> list[str]:
+    """Temp or partial files a crash could leave behind (lock files are taken over by the next run).
+    `tantivy=False` leaves out tantivy's own temp files (see test_tantivy_temp_files_are_cleaned_up)."""
     bad = []
     for p in root.rglob("*"):
+        if not tantivy and tantivy_temp(p):
+            continue
         name = p.name
         if name.endswith((".tmp", ".partial", ".part")) or ".tmp." in name or name.startswith(".tmp"):
             bad.append(p.relative_to(root).as_posix())

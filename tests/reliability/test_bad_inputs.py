@@ -26,10 +26,11 @@ from reliability_kit import (
     diff,
     dump_yaml,
     ensemble,
+    permissions_enforceable,
     snapshot,
 )
 
-ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
+NO_CHMOD = permissions_enforceable()
 
 # Words that tell the user what to do; every error line must contain one.
 ACTION = re.compile(
@@ -45,10 +46,11 @@ class Case:
     id: str
     stage: str  # project copy to start from: none | fresh | indexed | trained
     args: list[str]
-    expect: list[str]  # substrings the error line must hold ({root} → the project directory)
+    expect: list[str]  # substrings the error line must hold (the project's own path shows as <project>)
     setup: Callable[[Path, object], None] | None = None
     debug: bool = False
     address_space: int | None = None
+    permissions: bool = False  # the case relies on chmod: make it bind even for root
     max_seconds: float | None = None
     skip: str | None = None
     xfail: str | None = None
@@ -134,6 +136,15 @@ def unreadable_corpus_dir(root: Path, pipe) -> None:
     d.mkdir()
     (d / "secret.txt").write_text("가족과 함께 걷는다.", encoding="utf-8")
     d.chmod(0)
+
+
+def unreadable_corpus_file(root: Path, pipe) -> None:
+    (root / "corpus" / "family-00.txt").chmod(0)
+
+
+def read_only_work_dir(root: Path, pipe) -> None:
+    (root / "work").mkdir()
+    (root / "work").chmod(0o555)
 
 
 def work_dir_is_a_file(root: Path, pipe) -> None:
@@ -339,7 +350,26 @@ CASES = [
         ["build-index"],
         ["locked", "permission"],
         unreadable_corpus_dir,
-        skip="running as root: chmod 000 does not stop root from reading" if ROOT_USER else None,
+        permissions=True,
+        skip=NO_CHMOD,
+    ),
+    Case(
+        "corpus-unreadable-file",
+        "fresh",
+        ["build-index"],
+        ["corpus/family-00.txt", "permission"],
+        unreadable_corpus_file,
+        permissions=True,
+        skip=NO_CHMOD,
+    ),
+    Case(
+        "work-dir-read-only",
+        "fresh",
+        ["build-index"],
+        ["work", "permission", "work_dir"],
+        read_only_work_dir,
+        permissions=True,
+        skip=NO_CHMOD,
     ),
     Case(
         "work-dir-is-a-file",
@@ -600,13 +630,20 @@ def test_bad_input(case: Case, pipeline, tmp_path):
     try:
         before = snapshot(root)
         t0 = time.monotonic()
-        r = ensemble(*case.args, cwd=root, env=case.env, address_space=case.address_space, timeout=300)
+        r = ensemble(
+            *case.args,
+            cwd=root,
+            env=case.env,
+            address_space=case.address_space,
+            honour_permissions=case.permissions,
+            timeout=300,
+        )
         elapsed = time.monotonic() - t0
         after = snapshot(root)
     finally:
-        for p in root.rglob("*"):  # let pytest clean up what a case locked
-            if p.is_dir() and not p.is_symlink() and not os.access(p, os.R_OK | os.X_OK):
-                p.chmod(0o755)
+        for p in [root, *root.rglob("*")]:  # let pytest clean up what a case locked
+            if not p.is_symlink():
+                p.chmod(0o755 if p.is_dir() else 0o644)
 
     assert r.code == 2, str(r)
     lines = r.err_lines
@@ -618,9 +655,10 @@ def test_bad_input(case: Case, pipeline, tmp_path):
         assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{r.stderr}"
         line = lines[0]
     assert line.startswith("error: "), line
+    shown = line.replace(str(root), "<project>")  # so no expectation is met by the test's own tmp path
     for want in case.expect:
-        assert want.format(root=root).lower() in line.lower(), f"{want!r} not in: {line}"
-    assert ACTION.search(line), f"the error does not say what to do: {line}"
+        assert want.lower() in shown.lower(), f"{want!r} not in: {line}"
+    assert ACTION.search(shown), f"the error does not say what to do: {line}"
     assert SECRET not in r.stderr and SECRET not in r.stdout
     assert not diff(before, after), f"the failed command changed the project: {diff(before, after)}"
     if case.max_seconds is not None:

@@ -8,9 +8,11 @@ import random
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import COMPOSE_SEED
 from reliability_kit import (
     ensemble,
+    index_orphans,
     index_passages,
     is_pickled,
     manifests_parse,
@@ -22,7 +24,7 @@ from reliability_kit import (
 
 
 def _no_debris(root: Path) -> None:
-    assert visible_leftovers(root) == []
+    assert visible_leftovers(root, tantivy=False) == []
     assert manifests_parse(root) == []
 
 
@@ -49,6 +51,7 @@ def test_build_index_killed_at_seeded_points_resumes_to_the_same_index(big_corpu
     assert index_passages(root) == index_passages(big_corpus.reference)
     assert search_results(root) == search_results(big_corpus.reference)
     assert not (root / "work" / "build-index.lock").exists()
+    assert index_orphans(root) == []
     _no_debris(root)
 
 
@@ -68,6 +71,9 @@ def test_rebuild_killed_midway_keeps_the_previous_index_searchable(big_corpus, t
     ok(ensemble("build-index", "--rebuild", cwd=root))
     assert index_passages(root) == index_passages(big_corpus.reference)
     assert search_results(root) == before
+    assert index_orphans(root) == []
+    # The rebuild's hidden scratch index is gone once it has been swapped in.
+    assert sorted(p.name for p in (root / "work").iterdir()) == ["index"]
     _no_debris(root)
 
 
@@ -111,10 +117,16 @@ def test_train_experts_killed_mid_training_resumes_to_complete_experts(pipeline,
         d = root / "work" / "experts" / name
         m = json.loads((d / "manifest.json").read_text())
         ref = json.loads((pipeline.trained / "work" / "experts" / name / "manifest.json").read_text())
-        assert _dataset(root, name) == _dataset(pipeline.trained, name)
+        got_rows = json.loads((d / "dataset" / "passages.json").read_text())["passages"]
+        ref_rows = json.loads(
+            (pipeline.trained / "work" / "experts" / name / "dataset" / "passages.json").read_text()
+        )["passages"]
+        assert got_rows == ref_rows
         assert m["data"]["dataset_sha256"] == ref["data"]["dataset_sha256"]
         assert m["steps"] == ref["steps"]
         assert m["val_perplexity_after"] < m["val_perplexity_before"], m
+        # Resuming restores the optimizer, scheduler and RNG state: the numbers match the uninterrupted run.
+        assert m["val_perplexity_after"] == pytest.approx(ref["val_perplexity_after"], rel=1e-2)
         assert not (d / "checkpoints").exists()
     _adapters_load(root, pipeline.base)
 
@@ -145,17 +157,38 @@ def test_compose_killed_midway_resumes_to_the_identical_document(pipeline, tmp_p
     def first_round_saved() -> bool:
         return any(cache.glob("*/section-*.json"))
 
+    old = root / "essay.md"
+    old.write_text("# 지난번 글\n", encoding="utf-8")
     k = run_and_kill(
         "compose",
         "outline.yaml",
         "--seed",
         str(COMPOSE_SEED),
+        "--output",
+        "essay.md",
         cwd=root,
         when=first_round_saved,
-        delay=rng.uniform(0, 0.5),
+        delay=rng.uniform(0, 1.5),
     )
     _no_debris(root)
+    # --output is written whole, by rename: it is the old file or the finished document, never a part.
+    assert old.read_text(encoding="utf-8") in ("# 지난번 글\n", pipeline.essay)
     r = ok(ensemble("compose", "outline.yaml", "--seed", str(COMPOSE_SEED), cwd=root))
     assert r.stdout == pipeline.essay, f"killed={k.killed}\n{r.stdout}\n---\n{pipeline.essay}"
     _no_debris(root)
     assert not list(cache.glob("*/*.lock"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ensemble/retrieval/embedded.py: tantivy's atomic writes (meta.json, .managed.json) go through a "
+    "`.tmpXXXXXX` file that a SIGKILL leaves in the index directory, and nothing removes it; "
+    "EmbeddedRetriever.open(create=True) should delete `.tmp??????` files there once it holds the writer",
+)
+def test_tantivy_temp_files_left_by_a_kill_are_cleaned_up_by_the_next_build(pipeline, tmp_path):
+    root = pipeline.copy("indexed", tmp_path / "project")
+    stale = root / "work" / "index" / ".tmpAbC123"
+    stale.write_bytes(b'{"segments": [')  # what a write cut short by SIGKILL leaves
+    ok(ensemble("build-index", cwd=root))
+    assert not stale.exists()
+    assert visible_leftovers(root) == []

@@ -128,6 +128,13 @@ def test_changed_settings_retrain_instead_of_reusing_a_stale_expert(project, fak
     topics = project.topics([topic("nature", lora={"r": 4})], defaults={"max_steps": 2})
     second = train_experts(project.cfg, topics)[0]
     assert second.config_hash != first.config_hash and second.hyperparameters["lora"]["r"] == 4
+    started = StartedAt()
+    train_experts(project.cfg, topics, callbacks=[started])
+    assert started.steps == []  # nothing changed: kept
+    fake_retriever.passages.append(("new#0", "함께 산 산 산 바다 바다 바다, 계절 계절 봄 봄 봄."))
+    third = train_experts(project.cfg, topics)[0]
+    assert third.data["dataset_sha256"] != second.data["dataset_sha256"]
+    assert "new#0" in (project.root / "work/experts/nature/dataset/passages.json").read_text()
 
 
 def test_zero2_deepspeed_on_cpu_single_process(project, fake_retriever, monkeypatch, tiny_base):
@@ -162,3 +169,32 @@ def test_conditional_format_trains_with_topic_tags(project, fake_retriever):
     )
     [m] = train_experts(project.cfg, topics)
     assert m.condition["enabled"] and m.condition["format"] == "[TOPIC] {name} [TEXT] {text}"
+
+
+class WatchBlocks(TrainerCallback):
+    """Block 0's weights after each epoch, and the learning rates the optimizer was built with."""
+
+    def __init__(self):
+        self.block0 = []
+        self.lrs = set()
+
+    def on_train_begin(self, args, state, control, optimizer=None, **kw):
+        self.lrs = {g["lr"] for g in optimizer.param_groups}
+
+    def on_epoch_end(self, args, state, control, model=None, **kw):
+        self.block0.append(model.transformer.h[0].attn.c_attn.weight.detach().clone())
+
+
+def test_gradual_unfreezing_and_layerwise_learning_rates(project, fake_retriever, tiny_base):
+    freeze = {"layers": 0, "gradual_unfreeze": True, "layer_lr_decay": 0.5}
+    topics = project.topics(
+        [topic("village")],
+        defaults={"method": "freeze", "epochs": 2, "learning_rate": 3e-3, "freeze": freeze},
+    )
+    watch = WatchBlocks()
+    [m] = train_experts(project.cfg, topics, callbacks=[watch])
+    base = AutoModelForCausalLM.from_pretrained(tiny_base).transformer.h[0].attn.c_attn.weight
+    assert torch.equal(watch.block0[0], base)  # epoch 1: only the top block trained
+    assert not torch.equal(watch.block0[1], base)  # epoch 2: block 0 opened
+    assert len(watch.lrs) >= 2 and max(watch.lrs) == 3e-3  # lower block at half the rate
+    assert "transformer.h.0.attn.c_attn.weight" in m.trained_tensors
