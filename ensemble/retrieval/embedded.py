@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.artifacts import read_json, write_json_atomic
 from ..core.errors import ArtifactError, ConfigError
-from ..text.analyzers import adv_analyzer_name, analyze, analyze_many
+from ..text.analyzers import adv_analyzer_name, analyze, analyze_many_with_adv
 from .base import Hit
 
 if TYPE_CHECKING:
@@ -56,10 +56,7 @@ Tokens = tuple[list[str], list[str]]  # (text terms, text_adv terms) of one pass
 
 def analyze_passages(texts: Sequence[str], analyzer: str) -> list[Tokens]:
     """The terms of both indexed fields for each text: a pure function, so callers may run it in workers."""
-    main = analyze_many(texts, analyzer)
-    adv_name = adv_analyzer_name(analyzer)
-    adv = main if adv_name == analyzer else analyze_many(texts, adv_name)
-    return list(zip(main, adv, strict=True))
+    return analyze_many_with_adv(texts, analyzer)
 
 
 def _schema():

@@ -57,6 +57,22 @@ def _build(name: str) -> Analyzer:
     return western.build(name)
 
 
+@cache
+def _build_with_adv(name: str):
+    from ensemble.text.nori import ADVERB_TAGS, DEFAULT_STOP_TAGS, NoriAnalyzer
+
+    return NoriAnalyzer(DEFAULT_STOP_TAGS, DEFAULT_STOP_TAGS - ADVERB_TAGS)
+
+
+def analyze_many_with_adv(texts: Sequence[str], name: str) -> list[tuple[list[str], list[str]]]:
+    """(terms, adverb-keeping terms) of each text: what the two indexed fields hold. For nori both come
+    from one mecab parse; other analyzers keep adverbs anyway, so both are the same list."""
+    if adv_analyzer_name(name) == name:
+        main = analyze_many(texts, name)
+        return list(zip(main, main, strict=True))
+    return [(sets[0], sets[1]) for sets in _build_with_adv(name).analyze_many_sets(texts)]
+
+
 def get_analyzer(name: str) -> Callable[[str], list[str]]:
     """The analyzer called `name`, a callable `text -> terms`, built once per process."""
     return _build(check_name(name))

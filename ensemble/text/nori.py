@@ -167,14 +167,17 @@ def _shared_tagger():
 class NoriAnalyzer:
     """Callable `str -> list[str]` giving the terms Elasticsearch's nori chain gives for `stop_tags`."""
 
-    def __init__(self, stop_tags: Iterable[str] = DEFAULT_STOP_TAGS) -> None:
-        self.stop_tags = frozenset(stop_tags)
+    def __init__(self, stop_tags: Iterable[str] = DEFAULT_STOP_TAGS, *more_stop_tags: Iterable[str]) -> None:
+        # Several stop-tag sets share one parse: `analyze_sets` returns the terms of each (nori + nori_adv
+        # for indexing cost one mecab pass instead of two). `analyze` uses the first set.
+        self.stop_sets = tuple(frozenset(s) for s in (stop_tags, *more_stop_tags))
+        self.stop_tags = self.stop_sets[0]
         self._mecab, self._tagger = _shared_tagger()
         # Both caches are keyed by mecab's output line "surface<TAB>feature" and emptied when full.
-        # dictionary node -> kept terms (after the tie-break of rule 6)
-        self._known: dict[str, tuple[str, ...]] = {}
-        # unknown node standing alone -> kept terms (a run spanning several nodes is not cached)
-        self._unknown: dict[str, tuple[str, ...]] = {}
+        # dictionary node -> kept terms per stop set (after the tie-break of rule 6)
+        self._known: dict[str, tuple[tuple[str, ...], ...]] = {}
+        # unknown node standing alone -> kept terms per stop set (a run spanning several nodes is not cached)
+        self._unknown: dict[str, tuple[tuple[str, ...], ...]] = {}
         # dictionary node -> the feature Lucene would pick among equal-cost entries
         self._winner: dict[str, str] = {}
 
@@ -190,15 +193,21 @@ class NoriAnalyzer:
         return lattice
 
     def analyze(self, text: str) -> list[str]:
-        """One C++ call formats the best path, then one dict lookup per cached morpheme; only a morpheme
-        not seen yet, or an unknown word that may run into the next one, reads the lattice nodes."""
+        return self.analyze_sets(text)[0]
+
+    def analyze_sets(self, text: str) -> list[list[str]]:
+        """The terms of `text` under each stop-tag set. One C++ call formats the best path, then one dict
+        lookup per cached morpheme; only a morpheme not seen yet, or an unknown word that may run into the
+        next one, reads the lattice nodes."""
+        sets = len(self.stop_sets)
         if not text or text.isspace():
-            return []
+            return [[] for _ in range(sets)]
         lattice = self._parse(text)
         lines = lattice.to_string().split("\n")
         del lines[-2:]  # "EOS", ""
         known = self._known
-        out: list[str] = []
+        outs: list[list[str]] = [[] for _ in range(sets)]
+        out = outs[0]
         node = None  # lattice node of line `at`, fetched lazily and only forwards
         at = begin = 0  # begin: byte offset where that node's leading spaces start
         i = 0
@@ -220,16 +229,23 @@ class NoriAnalyzer:
                     node, at = node.next, at + 1
                 terms, count = self._node_terms(lattice, node, begin, line)
                 i += count - 1
-            if terms:
-                out += terms
+            if sets == 1:
+                out += terms[0]
+            else:
+                for k in range(sets):
+                    outs[k] += terms[k]
             i += 1
-        return out
+        return outs
 
     def analyze_many(self, texts: Sequence[str]) -> list[list[str]]:
         analyze = self.analyze
         return [analyze(t) for t in texts]
 
-    def _node_terms(self, lattice, node, begin: int, line: str) -> tuple[tuple[str, ...], int]:
+    def analyze_many_sets(self, texts: Sequence[str]) -> list[list[list[str]]]:
+        analyze_sets = self.analyze_sets
+        return [analyze_sets(t) for t in texts]
+
+    def _node_terms(self, lattice, node, begin: int, line: str) -> tuple[tuple[tuple[str, ...], ...], int]:
         """Kept terms of a best-path node whose leading spaces start at byte `begin`, and how many nodes
         they cover (an unknown run can swallow the following nodes). Fills the caches."""
         if node.stat == _UNK_STAT:
@@ -241,11 +257,10 @@ class NoriAnalyzer:
         feature = self._resolve(lattice, node, begin, line)
         return self._store(self._known, line, morpheme_pieces(node.surface, feature, False)), 1
 
-    def _kept(self, pieces) -> tuple[str, ...]:
-        stop = self.stop_tags
-        return tuple(t.lower() for t, tag, _ in pieces if tag not in stop)
+    def _kept(self, pieces) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(t.lower() for t, tag, _ in pieces if tag not in stop) for stop in self.stop_sets)
 
-    def _store(self, cache: dict, line: str, pieces) -> tuple[str, ...]:
+    def _store(self, cache: dict, line: str, pieces) -> tuple[tuple[str, ...], ...]:
         terms = self._kept(pieces)
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()

@@ -211,3 +211,14 @@ def test_cached_fast_path_and_token_walk_agree_with_a_cold_analyzer():
     warm.analyze_many(texts)
     assert warm.analyze_many(texts) == cold  # second pass: cached lines, one lookup per morpheme
     assert [[t[0] for t in warm.tokens(x)] for x in texts] == cold
+
+
+def test_one_parse_gives_both_indexed_fields():
+    from ensemble.text.analyzers import analyze_many, analyze_many_with_adv
+
+    texts = ["희망과 함께 아름다운 노래를 불렀다.", "우리는 늘 같이 밥을 먹었다.", ""]
+    pairs = analyze_many_with_adv(texts, "nori")
+    assert [p[0] for p in pairs] == analyze_many(texts, "nori")
+    assert [p[1] for p in pairs] == analyze_many(texts, "nori_adv")
+    assert pairs[0][1] != pairs[0][0] and "함께" in pairs[0][1]
+    assert analyze_many_with_adv(["Running dogs"], "english") == [(["run", "dog"], ["run", "dog"])]
