@@ -1,7 +1,7 @@
 """Composition throughput and memory: our expert host vs the recipe's way, on a GPT-2-124M-shaped model.
 
     python benchmarks/compose.py [--experts 7] [--steps 2] [--max-new-tokens 48] [--candidates 3]
-                                 [--threads 1] [--size 124m|tiny]
+                                 [--threads 1] [--small-batch 7] [--size 124m|tiny] [--keep DIR]
 
 Both sides write the same document: `experts` sections, each `steps` chaining steps of `max-new-tokens`
 tokens from a prompt of `prompt-tokens` tokens (random-init weights and random-init LoRA adapters: speed and
@@ -10,12 +10,18 @@ memory do not depend on what the weights say; a tiny model's figures are dominat
 - recipe: each expert is its own full model (base with its LoRA merged in), all resident; sections are
   generated one after another at batch 1 with HF sampling (top-k 30, top-p 0.95, repetition_penalty 2.0).
 - host:   one base with every expert attached as a PEFT adapter (ensemble.compose.host.ExpertHost); each
-  step is ONE batch holding all sections × `candidates` rows, each row with its own adapter and seed.
+  step is ONE call holding all sections × `candidates` rows, each row with its own adapter and seed; run
+  twice: with the default rows per forward pass (all 21 in one batch) and with `--small-batch` rows per
+  pass (less KV cache, less memory).
+
+"generated" tokens count every candidate; "document" tokens only the kept one (the host samples 3
+candidates per step to keep the best, the recipe samples one). Tokens per CPU-second are shown beside
+tokens per wall-second because the machine's cores may be shared: with one thread per process, CPU time
+is the work each side did, wall time also counts waiting for a core.
 
 Each side runs in its own process; "model memory" is its peak RSS above what the libraries hold once imported
 (the peak mark is reset after the imports). Threads: torch.set_num_threads(--threads) in every process
-(default 1), so both sides get the same compute and the figures do not depend on what else runs on the
-machine's cores.
+(default 1), so both sides get the same compute whatever else runs on the machine.
 Also checked: greedy outputs of the batched mixed-adapter rows equal each adapter run alone.
 """
 
@@ -251,19 +257,11 @@ def run_one(root: Path, args) -> dict:
 ROLES = {"recipe": run_recipe, "host": run_host, "one": run_one}
 
 
-def child(role: str, root: Path, args) -> dict:
+def child(role: str, root: Path, args, **override) -> dict:
     cmd = [sys.executable, __file__, "--role", role, "--root", str(root)]
-    for key in (
-        "experts",
-        "steps",
-        "max_new_tokens",
-        "candidates",
-        "threads",
-        "prompt_tokens",
-        "size",
-        "cache",
-    ):
-        cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    keys = ("experts", "steps", "max_new_tokens", "candidates", "threads", "prompt_tokens", "size", "cache")
+    for key in (*keys, "max_batch"):
+        cmd += [f"--{key.replace('_', '-')}", str(override.get(key, getattr(args, key)))]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"{role} failed:\n{out.stderr[-3000:]}")
@@ -283,6 +281,7 @@ def main() -> None:
     ap.add_argument(
         "--max-batch", type=int, default=0, help="host rows per forward pass (0: the host's default)"
     )
+    ap.add_argument("--small-batch", type=int, default=7, help="rows per pass of the memory-saving host run")
     ap.add_argument("--keep", type=Path, help="build the models here once and reuse them")
     ap.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
@@ -304,6 +303,7 @@ def main() -> None:
         print(json.dumps(out))
         return
 
+    small = args.small_batch
     with tempfile.TemporaryDirectory(prefix="compose-bench-") as tmp:
         root = args.keep or Path(tmp)
         if not (root / f"expert{args.experts - 1}" / "adapter_config.json").is_file():
@@ -312,46 +312,54 @@ def main() -> None:
             took = time.perf_counter() - t
             print(f"built a random {args.size} GPT-2 + {args.experts} LoRA adapters in {took:.0f} s")
         print(f"torch threads per process: {args.threads}; host KV cache: {args.cache}", flush=True)
-        res = {role: child(role, root, args) for role in ("one", "recipe", "host")}
+        res = {
+            "one": child("one", root, args),
+            "recipe": child("recipe", root, args),
+            "host": child("host", root, args),
+            "host_small": child("host", root, args, max_batch=small),
+        }
 
-    mem = {k: (res[k]["peak_rss"] - res[k]["libraries_rss"]) / 2**20 for k in res}
-    rec, host = res["recipe"], res["host"]
-    gib = 2**20
+    mem = {k: (r["peak_rss"] - r["libraries_rss"]) / 2**20 for k, r in res.items()}
+    rec = res["recipe"]
+    rows_total = args.experts * args.candidates
     print(
-        f"\n{args.experts} sections × {args.steps} steps × {args.max_new_tokens} tokens; host batch = "
-        f"{args.experts} × {args.candidates} candidates = {args.experts * args.candidates} rows"
+        f"\n{args.experts} sections × {args.steps} steps × {args.max_new_tokens} tokens; host rows per step: "
+        f"{args.experts} sections × {args.candidates} candidates = {rows_total}"
     )
-    print(f"{'':28}{'recipe':>12}{'host':>12}{'host/recipe':>13}")
-    rows = [
-        ("generated tokens/s", rec["tokens"] / rec["wall_s"], host["tokens"] / host["wall_s"]),
-        ("document tokens/s", rec["doc_tokens"] / rec["wall_s"], host["doc_tokens"] / host["wall_s"]),
-        ("generated tokens/CPU-s", rec["tokens"] / rec["cpu_s"], host["tokens"] / host["cpu_s"]),
-        ("first token, 1st section s", rec["ttft"][0], host["ttft"][0]),
-        (
-            "first token, mean section s",
-            sum(rec["ttft"]) / len(rec["ttft"]),
-            sum(host["ttft"]) / len(host["ttft"]),
-        ),
-        ("generation wall s", rec["wall_s"], host["wall_s"]),
-        ("load s", rec["load_s"], host["load_s"]),
-        ("model memory MiB", mem["recipe"], mem["host"]),
-        ("peak RSS MiB", rec["peak_rss"] / gib, host["peak_rss"] / gib),
-    ]
-    for name, a, b in rows:
-        print(f"{name:28}{a:12.2f}{b:12.2f}{b / a:12.2f}×")
+    cols = [("host", f"host {min(rows_total, args.max_batch or 64)}r"), ("host_small", f"host {small}r")]
+    print(f"{'':30}{'recipe':>10}" + "".join(f"{label:>11}{'÷recipe':>9}" for _, label in cols))
+
+    def line(name: str, f) -> None:
+        a = f(rec, "recipe")
+        cells = "".join(f"{f(res[k], k):11.2f}{f(res[k], k) / a:8.2f}×" for k, _ in cols)
+        print(f"{name:30}{a:10.2f}{cells}")
+
+    line("generated tokens/s", lambda r, k: r["tokens"] / r["wall_s"])
+    line("document tokens/s", lambda r, k: r["doc_tokens"] / r["wall_s"])
+    line("generated tokens/CPU-s", lambda r, k: r["tokens"] / r["cpu_s"])
+    line("document tokens/CPU-s", lambda r, k: r["doc_tokens"] / r["cpu_s"])
+    line("first token, 1st section s", lambda r, k: r["ttft"][0])
+    line("first token, mean section s", lambda r, k: sum(r["ttft"]) / len(r["ttft"]))
+    line("load s", lambda r, k: r["load_s"])
+    line("model memory MiB", lambda r, k: mem[k])
+    line("peak RSS MiB", lambda r, k: r["peak_rss"] / 2**20)
+    one = max(mem["one"], 1)
+    one_rss = res["one"]["peak_rss"]
     print(
-        f"\none model generating one section at batch 1: {mem['one']:.0f} MiB model memory "
-        f"(libraries alone: {res['one']['libraries_rss'] / gib:.0f} MiB RSS)"
+        f"\none model generating one section at batch 1: {mem['one']:.0f} MiB model memory, "
+        f"{one_rss / 2**20:.0f} MiB peak RSS (libraries alone: {res['one']['libraries_rss'] / 2**20:.0f} MiB)"
     )
-    speed = (host["tokens"] / host["wall_s"]) / (rec["tokens"] / rec["wall_s"])
-    print(
-        f"host model memory / one model: {mem['host'] / max(mem['one'], 1):.2f}× (goal ≤ 1.2×); "
-        f"generated tokens/s host / recipe: {speed:.2f}× (goal ≥ 3×)"
-    )
-    print(
-        f"greedy: batched mixed-adapter rows equal each adapter alone for {host['greedy_match']}/"
-        f"{args.experts} experts ({host['greedy_distinct']} distinct outputs)"
-    )
+    for k, label in cols:
+        r = res[k]
+        speed = (r["tokens"] / r["wall_s"]) / (rec["tokens"] / rec["wall_s"])
+        cpu_speed = (r["tokens"] / r["cpu_s"]) / (rec["tokens"] / rec["cpu_s"])
+        print(
+            f"{label}: tokens/s {speed:.2f}× the recipe (per CPU-second {cpu_speed:.2f}×; goal ≥ 3×); "
+            f"model memory {mem[k] / one:.2f}× one model, peak RSS {r['peak_rss'] / one_rss:.2f}× "
+            "(goal ≤ 1.2×); "
+            f"greedy batched = alone for {r['greedy_match']}/{args.experts} experts "
+            f"({r['greedy_distinct']} distinct outputs)"
+        )
 
 
 if __name__ == "__main__":

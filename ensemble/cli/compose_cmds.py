@@ -25,6 +25,13 @@ def compose(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="write the document to FILE (atomically) instead of stdout"
     ),
+    max_batch: int | None = typer.Option(
+        None,
+        "--max-batch",
+        min=1,
+        help="rows per forward pass (default 64); every row holds its own KV cache, so lower it to save "
+        "memory at some cost in speed",
+    ),
     json_out: bool = typer.Option(
         False,
         "--json",
@@ -41,7 +48,9 @@ def compose(
 
     st = state(ctx)
     progress = st.progress()
-    doc = compose_document(st.project(), outline, seed=seed, sections=sections, progress=progress)
+    doc = compose_document(
+        st.project(), outline, seed=seed, sections=sections, progress=progress, max_batch=max_batch
+    )
     if output is not None:
         write_text_atomic(output, doc.markdown)
     reused = len(doc.sections) - len(doc.generated)

@@ -199,7 +199,9 @@ def compose(
     seed: int = 0,
     sections: str | Sequence[int] | None = None,
     progress: Progress | None = None,
+    max_batch: int | None = None,
 ) -> ComposedDocument:
+    """Write the outline's document; `max_batch` caps the rows of one forward pass (memory vs speed)."""
     progress = progress or NullProgress()
     t0 = time.monotonic()
     outline_path = Path(outline_path)
@@ -231,7 +233,9 @@ def compose(
             sec = outline.sections[i]
             progress.log(f"{i + 1}. {sec.heading}: reused ({states[i].chars} chars, seed {seeds[i]})")
         if todo:
-            states.update(_generate(cfg, outline, todo, resume, experts, keys, paths, seed, progress))
+            states.update(
+                _generate(cfg, outline, todo, resume, experts, keys, paths, seed, progress, max_batch)
+            )
             seeds.update(dict.fromkeys(todo, seed))
 
     results = []
@@ -284,12 +288,13 @@ def _generate(
     paths: list[Path],
     seed: int,
     progress: Progress,
+    max_batch: int | None,
 ) -> dict[int, SectionState]:
     from ..text.sentences import split_many
 
     names = sorted({outline.sections[i].expert for i in todo})
     progress.log(f"loading the base model and {len(names) - (BASE_EXPERT in names)} expert(s)")
-    host = load_host(cfg, {name: experts[name] for name in names})
+    host = load_host(cfg, {name: experts[name] for name in names}, max_batch=max_batch)
     chain_sections = [
         ChainSection(
             index=i,
@@ -374,7 +379,7 @@ def _copy_guards(cfg: ProjectConfig, sections: Iterable[ChainSection]) -> dict[i
     return out
 
 
-def load_host(cfg: ProjectConfig, experts: dict[str, _Expert]) -> Any:
+def load_host(cfg: ProjectConfig, experts: dict[str, _Expert], *, max_batch: int | None = None) -> Any:
     """The base once (device and dtype chosen as for training: `auto`), with every needed expert attached."""
     from ..training.base import load_base_model
     from ..training.runtime import resolve_precision
@@ -386,4 +391,4 @@ def load_host(cfg: ProjectConfig, experts: dict[str, _Expert]) -> Any:
     freeze = {
         n: e.adapter / "trained.safetensors" for n, e in experts.items() if e.method == "freeze" and e.adapter
     }
-    return ExpertHost(model, tokenizer, lora=lora, freeze=freeze)
+    return ExpertHost(model, tokenizer, lora=lora, freeze=freeze, max_batch=max_batch)

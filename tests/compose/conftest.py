@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-# `tests/` is on sys.path under pytest (its conftest has no package); a site-packages `tests` shadows the name.
+# `tests/` is on sys.path under pytest (its conftest has no package); a site-packages `tests` shadows it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tinylm import build_tiny_base  # noqa: E402
 
@@ -53,7 +53,7 @@ def tiny_base(tmp_path_factory) -> Path:
 
 
 def make_lora_adapter(base: Path, out: Path, seed: int, scale: float = 0.3) -> Path:
-    """A random LoRA adapter saved exactly as PEFT saves a trained one (B is non-zero, so it changes outputs)."""
+    """A random LoRA adapter saved as PEFT saves a trained one (B is non-zero, so it changes outputs)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -92,7 +92,7 @@ def make_freeze_tensors(base: Path, out: Path, seed: int, scale: float = 0.05) -
 
 
 def write_expert(work: Path, base: Path, name: str, method: str, seed: int, passages: list[str]) -> None:
-    """An expert directory as `train-experts` leaves it: adapter/, dataset/{train,val}.jsonl, manifest.json last."""
+    """An expert as `train-experts` leaves it: adapter/, dataset/{train,val}.jsonl, manifest.json last."""
     import json
 
     from ensemble.training.base import fingerprint_dir
@@ -149,7 +149,8 @@ class Project:
         shutil.copytree(store, self.work)
         self.config_path = root / "ensemble.yaml"
         self.config_path.write_text(
-            yaml.safe_dump({"work_dir": "work", "base_model": str(base)}, allow_unicode=True), encoding="utf-8"
+            yaml.safe_dump({"work_dir": "work", "base_model": str(base)}, allow_unicode=True),
+            encoding="utf-8",
         )
 
     @property
@@ -158,8 +159,14 @@ class Project:
 
         return load_project(self.config_path)
 
-    def outline(self, sections: list[dict] | None = None, *, defaults: dict | None = None,
-                name: str = "outline.yaml", title: str = "함께 사는 이야기") -> Path:
+    def outline(
+        self,
+        sections: list[dict] | None = None,
+        *,
+        defaults: dict | None = None,
+        name: str = "outline.yaml",
+        title: str = "함께 사는 이야기",
+    ) -> Path:
         doc = {"title": title, "defaults": {**FAST, **(defaults or {})}, "sections": sections or SECTIONS}
         path = self.root / name
         path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -84,8 +84,14 @@ def test_next_prompt_is_the_last_context_sentences():
 
 def test_heading_and_condition_prefix_in_prompt():
     fake = Fake()
-    sec = ChainSection(0, "가족", "family", "첫 문장이다.", GenerationParams(target_chars=40, prefix_heading=True),
-                       prompt_prefix="[TOPIC] family [TEXT]")
+    sec = ChainSection(
+        0,
+        "가족",
+        "family",
+        "첫 문장이다.",
+        GenerationParams(target_chars=40, prefix_heading=True),
+        prompt_prefix="[TOPIC] family [TEXT]",
+    )
     run_chain([sec], fake, split)
     assert fake.calls[0][0].prompt == "[TOPIC] family [TEXT]가족\n첫 문장이다."
 
@@ -99,8 +105,11 @@ def test_unfinished_prompt_is_completed_by_the_model():
 
 def test_all_sections_advance_together_with_candidates_in_one_batch():
     fake = Fake()
-    secs = [section(0, expert="family", candidates=3), section(1, expert="friends", candidates=2),
-            section(2, expert="base", candidates=1)]
+    secs = [
+        section(0, expert="family", candidates=3),
+        section(1, expert="friends", candidates=2),
+        section(2, expert="base", candidates=1),
+    ]
     states = run_chain(secs, fake, split)
     first = fake.calls[0]
     assert [r.expert for r in first] == ["family"] * 3 + ["friends"] * 2 + ["base"]
@@ -112,7 +121,11 @@ def test_all_sections_advance_together_with_candidates_in_one_batch():
 
 def test_best_candidate_by_loglikelihood_among_those_passing_guards():
     copied = "우리 집 저녁 식탁에는 오래된 규칙이 하나 있다고 모두 알았다."
-    texts = {0: f" {copied}", 1: " 동생은 마당에서 강아지와 뛰어놀았다.", 2: " 할머니는 부엌에서 된장을 끓이셨다."}
+    texts = {
+        0: f" {copied}",
+        1: " 동생은 마당에서 강아지와 뛰어놀았다.",
+        2: " 할머니는 부엌에서 된장을 끓이셨다.",
+    }
     lps = {0: -0.1, 1: -2.0, 2: -1.0}  # the copy is the most likely, then candidate 2
 
     def make(req, rng):
@@ -130,7 +143,6 @@ def test_best_candidate_by_loglikelihood_among_those_passing_guards():
     st = run_chain([sec], fake, split, copy_guards={0: Copy()})[0]
     assert st.sentences[-1] == texts[2].strip()
     assert st.rejected["copy"] == 1
-
 
 
 def _candidate(req: Request) -> int:
@@ -187,7 +199,9 @@ def test_resume_from_saved_states_gives_the_same_text():
 
     with pytest.raises(KeyboardInterrupt):
         run_chain(secs, Fake(), split, seed=7, on_round=stop_after_two)
-    resumed = run_chain(secs, Fake(), split, seed=7, states={i: SectionState.from_dict(d) for i, d in saved.items()})
+    resumed = run_chain(
+        secs, Fake(), split, seed=7, states={i: SectionState.from_dict(d) for i, d in saved.items()}
+    )
     assert {i: s.paragraphs for i, s in resumed.items()} == {i: s.paragraphs for i, s in full.items()}
 
 

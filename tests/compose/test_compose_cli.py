@@ -1,11 +1,10 @@
-"""`ensemble compose` as a user runs it: markdown only on stdout, progress on stderr, bad outlines → exit 2."""
+"""`ensemble compose` as a user runs it: only markdown on stdout, progress on stderr, bad outline: exit 2."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from conftest import SECTIONS
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
@@ -13,7 +12,16 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 def test_stdout_is_only_the_markdown_document(project, cli):
     outline = project.outline()
-    r = cli("-c", str(project.config_path), "compose", str(outline), "--seed", "3", cwd=project.root, env=ONE_THREAD)
+    r = cli(
+        "-c",
+        str(project.config_path),
+        "compose",
+        str(outline),
+        "--seed",
+        "3",
+        cwd=project.root,
+        env=ONE_THREAD,
+    )
     assert r.code == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "# 함께 사는 이야기"
@@ -25,12 +33,32 @@ def test_stdout_is_only_the_markdown_document(project, cli):
 
     # Same seed again: every section comes from the cache, same bytes; --output writes the file instead.
     out = project.root / "essay.md"
-    again = cli("-c", str(project.config_path), "compose", str(outline), "--seed", "3", "--output", str(out),
-                cwd=project.root, env=ONE_THREAD)
+    again = cli(
+        "-c",
+        str(project.config_path),
+        "compose",
+        str(outline),
+        "--seed",
+        "3",
+        "--output",
+        str(out),
+        cwd=project.root,
+        env=ONE_THREAD,
+    )
     assert again.code == 0 and again.stdout == "" and out.read_text(encoding="utf-8") == r.stdout
 
-    report = cli("-c", str(project.config_path), "-q", "compose", str(outline), "--seed", "3", "--json",
-                 cwd=project.root, env=ONE_THREAD)
+    report = cli(
+        "-c",
+        str(project.config_path),
+        "-q",
+        "compose",
+        str(outline),
+        "--seed",
+        "3",
+        "--json",
+        cwd=project.root,
+        env=ONE_THREAD,
+    )
     assert report.code == 0 and report.stderr == ""
     data = json.loads(report.stdout)
     assert data["markdown"] == r.stdout and data["seed"] == 3 and data["generated"] == []

@@ -9,8 +9,9 @@ from ensemble.compose.types import Request, Sampling
 
 PROMPTS = ["우리 가족은 저녁마다 식탁에 모인다.", "친구와 나는 학교 운동장에서 만났다.", "봄이 오면"]
 GREEDY = Sampling(max_new_tokens=16, temperature=0)
-SAMPLED = Sampling(max_new_tokens=16, temperature=1.0, top_k=30, top_p=0.95, repetition_penalty=1.15,
-                   no_repeat_ngram_size=4)
+SAMPLED = Sampling(
+    max_new_tokens=16, temperature=1.0, top_k=30, top_p=0.95, repetition_penalty=1.15, no_repeat_ngram_size=4
+)
 
 
 def load(base):
@@ -33,7 +34,11 @@ def host(tiny_base, expert_store):
 
 def rows(sampling: Sampling) -> list[Request]:
     experts = ["family", "friends", "base", "nature"]
-    return [Request(p, e, sampling, 1000 + 10 * i + j) for i, p in enumerate(PROMPTS) for j, e in enumerate(experts)]
+    return [
+        Request(p, e, sampling, 1000 + 10 * i + j)
+        for i, p in enumerate(PROMPTS)
+        for j, e in enumerate(experts)
+    ]
 
 
 @pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
@@ -58,9 +63,14 @@ def test_lora_rows_match_plain_peft(host, tiny_base, expert_store):
     req = Request(PROMPTS[0], "family", GREEDY, 0)
     ids = tok(PROMPTS[0], return_tensors="pt", add_special_tokens=False)["input_ids"]
     ids = ids.new_tensor([[tok.eos_token_id] + ids[0].tolist()])
-    ref = peft_model.generate(input_ids=ids, attention_mask=ids.new_ones(ids.shape), max_new_tokens=16,
-                              do_sample=False, pad_token_id=tok.pad_token_id)
-    expected = tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
+    ref = peft_model.generate(
+        input_ids=ids,
+        attention_mask=ids.new_ones(ids.shape),
+        max_new_tokens=16,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+    )
+    expected = tok.decode(ref[0, ids.shape[1] :], skip_special_tokens=True)
     got = host.generate([req])[0].text
     assert got == expected[: len(got)] and len(got) > 0
 

@@ -52,10 +52,25 @@ def test_recipe_decoding_with_korean_aware_repetition_defaults():
         (GOOD.replace("    top_k: 10", "    top_kk: 10"), 13, "sections[1].top_kk", "did you mean 'top_k'"),
         (GOOD.replace("  temperature: 0.9", "  temprature: 0.9"), 4, "defaults.temprature", "unknown key"),
         ("title: 함께\nsections: []\n", 2, "sections", "at least one section"),
-        (GOOD.replace("target_chars: 300", "target_chars: -300"), 12, "sections[1].target_chars", "greater than 0"),
-        (GOOD.replace("  target_chars: 500", "  target_chars: 0"), 3, "defaults.target_chars", "greater than 0"),
+        (
+            GOOD.replace("target_chars: 300", "target_chars: -300"),
+            12,
+            "sections[1].target_chars",
+            "greater than 0",
+        ),
+        (
+            GOOD.replace("  target_chars: 500", "  target_chars: 0"),
+            3,
+            "defaults.target_chars",
+            "greater than 0",
+        ),
         (GOOD.replace("    prompt: 친구와 나는 오래 걸었다.\n", ""), 9, "sections[1].prompt", "required"),
-        (GOOD.replace("    expert: family", "    expert: '  '"), 7, "sections[0].expert", "must not be empty"),
+        (
+            GOOD.replace("    expert: family", "    expert: '  '"),
+            7,
+            "sections[0].expert",
+            "must not be empty",
+        ),
     ],
 )
 def test_bad_outline_names_file_line_and_key(tmp_path, text, line, key, words):

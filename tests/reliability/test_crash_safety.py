@@ -37,16 +37,24 @@ def _searchable_or_absent(root: Path) -> None:
 
 
 def test_build_index_killed_at_seeded_points_resumes_to_the_same_index(big_corpus, tmp_path):
-
     rng = random.Random(20261123)
     root = shutil.copytree(big_corpus.fresh, tmp_path / "project")
-    killed = 0
+    work = root / "work"
+    # Kill points: shortly after the lock is taken (corpus being read), after the index directory appears
+    # (passages being analysed and written) or after the first segment file appears (writing under way).
+    events = {
+        "locked": lambda: (work / "build-index.lock").exists(),
+        "index opened": lambda: (work / "index").is_dir(),
+        "segment written": lambda: any((work / "index").glob("*.idx")),
+    }
+    killed = []
     for _ in range(3):
-        delay = rng.uniform(0.3, 0.95) * big_corpus.seconds
-        k = run_and_kill("build-index", cwd=root, after_lines=None, when=lambda: True, delay=delay)
-        killed += k.killed
+        name = rng.choice(sorted(events))
+        k = run_and_kill("build-index", cwd=root, when=events[name], delay=rng.uniform(0, 0.3))
+        if k.killed:
+            killed.append(name)
         _searchable_or_absent(root)
-    assert killed >= 1, "every run finished before its kill point; the corpus is too small to test crashes"
+    assert killed, "every run finished before its kill point; the corpus is too small to test crashes"
     ok(ensemble("build-index", cwd=root))
     assert index_passages(root) == index_passages(big_corpus.reference)
     assert search_results(root) == search_results(big_corpus.reference)
@@ -55,19 +63,26 @@ def test_build_index_killed_at_seeded_points_resumes_to_the_same_index(big_corpu
     _no_debris(root)
 
 
+def _rebuild_started(root: Path):
+    """True once `--rebuild` has started its scratch index beside the live one."""
+
+    def names() -> set[str]:
+        return {p.name for p in (root / "work").iterdir() if not p.name.endswith(".lock")}
+
+    before = names()
+    return lambda: names() != before
+
+
 def test_rebuild_killed_midway_keeps_the_previous_index_searchable(big_corpus, tmp_path):
 
     rng = random.Random(7)
     root = shutil.copytree(big_corpus.reference, tmp_path / "project")
     before = search_results(root)
     k = run_and_kill(
-        "build-index",
-        "--rebuild",
-        cwd=root,
-        when=lambda: True,
-        delay=rng.uniform(0.5, 0.95) * big_corpus.seconds,
+        "build-index", "--rebuild", cwd=root, when=_rebuild_started(root), delay=rng.uniform(0, 0.5)
     )
-    assert search_results(root) == before, f"killed={k.killed}: the previous index changed"
+    assert k.killed, "the rebuild finished before its kill point"
+    assert search_results(root) == before, "the previous index changed"
     ok(ensemble("build-index", "--rebuild", cwd=root))
     assert index_passages(root) == index_passages(big_corpus.reference)
     assert search_results(root) == before
