@@ -63,9 +63,8 @@ def _check_duplicates(node: yaml.Node, path: str) -> None:
         for k, v in node.value:
             if isinstance(k, yaml.ScalarNode):
                 if k.value in seen:
-                    raise ConfigError(
-                        "duplicate key; remove one of the two", path=path, line=k.start_mark.line + 1, key=k.value
-                    )
+                    line, key = k.start_mark.line + 1, k.value
+                    raise ConfigError("duplicate key; remove one of the two", path=path, line=line, key=key)
                 seen.add(k.value)
             _check_duplicates(v, path)
     elif isinstance(node, yaml.SequenceNode):
@@ -135,7 +134,8 @@ def _describe(err: dict[str, Any], model: type[BaseModel]) -> tuple[tuple[Any, .
         owner = _model_at(model, loc)
         known = sorted(owner.model_fields) if owner else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else (f"; known keys: {', '.join(known)}" if known else "")
+        listed = f"; known keys: {', '.join(known)}" if known else ""
+        hint = f"; did you mean '{close[0]}'?" if close else listed
         return loc, f"unknown key{hint}"
     if err["type"] == "missing":
         return loc, "required key is missing; add it"

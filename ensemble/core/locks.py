@@ -22,8 +22,10 @@ def _alive(pid: int) -> bool:
 
 
 def _unusable(directory: Path, e: OSError) -> EnsembleError:
-    why = "it exists and is not a directory" if isinstance(e, FileExistsError | NotADirectoryError) else (
-        e.strerror or str(e)
+    why = (
+        "it exists and is not a directory"
+        if isinstance(e, FileExistsError | NotADirectoryError)
+        else (e.strerror or str(e))
     )
     return EnsembleError(
         f"cannot write here ({why}); point work_dir in ensemble.yaml at a writable directory", path=directory

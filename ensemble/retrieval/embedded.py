@@ -301,6 +301,8 @@ class EmbeddedRetriever:
                 raise ArtifactError(f"no index at {live}; run `ensemble build-index` first", path=cfg.source)
             _create(live, analyzer)
         _check_meta(live, analyzer, cfg)
+        if create:  # only build-index opens with create, and it holds the work_dir's build lock
+            _remove_stale_temp_files(live)
         return cls(live, live, analyzer, rebuild=False)
 
     # -- writing -------------------------------------------------------------------------------------------
@@ -454,3 +456,10 @@ class EmbeddedRetriever:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """tantivy writes meta files through hidden `.tmpXXXXXX` files; a kill can leave one behind."""
+    for stale in path.glob(".tmp*"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)

@@ -194,12 +194,6 @@ def test_compose_killed_midway_resumes_to_the_identical_document(pipeline, tmp_p
     assert not list(cache.glob("*/*.lock"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ensemble/retrieval/embedded.py: tantivy's atomic writes (meta.json, .managed.json) go through a "
-    "`.tmpXXXXXX` file that a SIGKILL leaves in the index directory, and nothing removes it; "
-    "EmbeddedRetriever.open(create=True) should delete `.tmp??????` files there once it holds the writer",
-)
 def test_tantivy_temp_files_left_by_a_kill_are_cleaned_up_by_the_next_build(pipeline, tmp_path):
     root = pipeline.copy("indexed", tmp_path / "project")
     stale = root / "work" / "index" / ".tmpAbC123"
