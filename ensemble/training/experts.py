@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.project import ProjectConfig
-from ..core.artifacts import write_json_atomic, write_text_atomic
+from ..core.artifacts import write_json_atomic
 from ..core.errors import ConfigError, EnsembleError
 from ..core.locks import work_lock
 from ..core.progress import NullProgress, Progress
@@ -25,16 +25,13 @@ from .dataset import (
     CONDITION_TOKENS,
     DataPassage,
     LMDataset,
-    TooFewPassages,
-    collect,
-    file_passages,
     make_sequences,
     pack,
     per_passage,
-    split_train_val,
 )
 from .registry import MANIFEST_FORMAT, ExpertManifest, expert_dir, read_manifest
 from .runtime import Precision, dist_rank, quiet_hf, resolve_precision
+from .topic_data import ExpertData, retrieve_topic, write_dataset
 from .trainer import resolve_deepspeed
 
 
@@ -45,22 +42,6 @@ class Plan:
     precision: Precision
     deepspeed: dict[str, Any] | None
     config_hash: str
-
-
-@dataclass
-class ExpertData:
-    train: list[DataPassage]
-    val: list[DataPassage]
-    hits: int  # retrieval hits before de-duplication
-
-    @property
-    def sha256(self) -> str:
-        """Identity of the dataset: which texts, in which split."""
-        h = hashlib.sha256()
-        for split, ps in (("train", self.train), ("val", self.val)):
-            for p in ps:
-                h.update(f"{split}:{p.sha256}\n".encode())
-        return h.hexdigest()
 
 
 def _select(topics: TopicsFile, only: Sequence[str] | str | None) -> list[TopicSpec]:
@@ -113,63 +94,6 @@ def _plan(topics: TopicsFile, topic: TopicSpec) -> Plan:
     }
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     return Plan(topic, params, precision, ds, digest)
-
-
-def _retrieve(retriever: Any, topics: TopicsFile, plan: Plan) -> ExpertData:
-    topic, params = plan.topic, plan.params
-    loc = topics.topic_loc(topic.name)
-    hit_lists = [retriever.search(q, theme=topics.theme, k=params.top_k) for q in topic.queries]
-    extra: list[tuple[str, str, str]] = []
-    for j, f in enumerate(topic.files):
-        p = topics.resolve(f)
-        try:
-            text = p.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as e:
-            reason = "not found" if isinstance(e, FileNotFoundError) else f"unreadable ({e})"
-            raise topics.error(f"extra file {p} is {reason}", *loc, "files", j) from None
-        extra += [(pid, t, f) for pid, t in file_passages(Path(f).name, text)]
-    passages = collect(hit_lists, extra)
-    if not passages:
-        theme = f" with theme '{topics.theme}'" if topics.theme else ""
-        raise topics.error(
-            f"topic '{topic.name}' retrieved no passages for any of its {len(topic.queries)} queries{theme}; "
-            "rephrase the queries, check the theme, or run `ensemble build-index` on a corpus that covers it",
-            *loc,
-            "queries",
-        )
-    try:
-        train, val = split_train_val(passages, params.val_fraction, params.min_val_passages)
-    except TooFewPassages as e:
-        raise topics.error(
-            f"topic '{topic.name}' retrieved only {e.have} distinct passages but needs at least {e.need} "
-            f"({params.min_val_passages} held out for validation, the rest for training); add queries, "
-            "raise top_k, add files, or lower min_val_passages",
-            *loc,
-            "queries",
-        ) from None
-    return ExpertData(train, val, sum(len(h) for h in hit_lists))
-
-
-def _write_dataset(d: Path, topic: TopicSpec, data: ExpertData) -> None:
-    """Dataset manifest (ids, scores, hashes, sizes) and the texts."""
-    rows = []
-    for split, ps in (("train", data.train), ("val", data.val)):
-        for p in ps:
-            rows.append(
-                {
-                    "id": p.id,
-                    "split": split,
-                    "score": p.score,
-                    "queries": [topic.queries[i] for i in p.queries],
-                    "source": p.source,
-                    "sha256": p.sha256,
-                    "chars": len(p.text),
-                }
-            )
-    for split, ps in (("train", data.train), ("val", data.val)):
-        lines = [json.dumps({"id": p.id, "text": p.text}, ensure_ascii=False) for p in ps]
-        write_text_atomic(d / f"{split}.jsonl", "\n".join(lines) + "\n")
-    write_json_atomic(d / "passages.json", {"topic": topic.name, "sha256": data.sha256, "passages": rows})
 
 
 def _datasets(
@@ -249,7 +173,7 @@ def _train_one(
             same_run = False
         if not same_run:
             remove_checkpoints(ckpt)
-        _write_dataset(d / "dataset", topic, data)
+        write_dataset(d / "dataset", topic, data)
         write_json_atomic(run_file, run)
     set_seed(params.seed)
     model, tokenizer = load_base_model(cfg, dtype=torch.float32)
@@ -393,7 +317,7 @@ def train_experts(
         fingerprint = base_fingerprint(cfg)
         retriever = retrieval.open_retriever(cfg)
         try:
-            data = {p.topic.name: _retrieve(retriever, topics, p) for p in plans}
+            data = {p.topic.name: retrieve_topic(retriever, topics, p.topic, p.params) for p in plans}
         finally:
             retriever.close()
         results: dict[str, ExpertManifest] = {}

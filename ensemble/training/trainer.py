@@ -296,7 +296,7 @@ def run_training(
         num_train_epochs=params.epochs,
         max_steps=params.max_steps or -1,
         learning_rate=params.lr,
-        lr_scheduler_type=params.lr_schedule,
+        lr_scheduler_type="constant_with_warmup" if params.lr_schedule == "constant" else params.lr_schedule,
         warmup_steps=params.warmup_steps,
         weight_decay=params.weight_decay,
         fp16=precision.fp16,

@@ -1,73 +1,17 @@
-"""Fixtures for training tests: a small Korean corpus with topical vocabulary, a tiny base trained on it once
-per session, a project directory that uses it, and a stand-in retriever over the corpus passages."""
+"""Fixtures for training tests: a tiny base trained once per session on the support corpus, a project that
+uses it, and the stand-in retriever."""
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-from ensemble.retrieval.base import Hit
+from training_support import CORPUS, FakeRetriever, Project
 
 # tests/ is on sys.path under pytest (no __init__.py); a site-packages `tests` package shadows that name.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tinylm import build_tiny_base  # noqa: E402
-
-WORDS = {
-    "family": ["가족", "어머니", "아버지", "할머니", "동생", "저녁", "식탁", "집"],
-    "friends": ["친구", "우정", "학교", "편지", "여행", "약속", "운동장", "웃음"],
-    "village": ["마을", "이웃", "골목", "시장", "잔치", "도서관", "주민", "공동체"],
-    "nature": ["산", "바다", "계절", "봄", "숲", "바람", "꽃", "강"],
-}
-FRAMES = [
-    "우리는 {a}와 {b}을 함께 이야기했다.",
-    "{a}에서 {b}까지 함께 걸으며 {c}을 보았다.",
-    "오늘도 {a}은 {b} 곁에서 함께 {c}을 기다렸다.",
-    "{a}의 {b}은 언제나 {c}처럼 따뜻했다.",
-    "함께 만든 {a}은 {b}과 {c}의 기억으로 남았다.",
-]
-
-
-def make_corpus(per_topic: int = 14, seed: int = 0) -> dict[str, list[str]]:
-    """Each topic has six sentences of its own; its passages are 3-4 of them in some order. A topic's text is
-    thus learnable from its other passages, which is what an expert should pick up beyond the base."""
-    rng = random.Random(seed)
-    out: dict[str, list[str]] = {}
-    for topic, words in WORDS.items():
-        sentences = [
-            FRAMES[i % len(FRAMES)].format(a=rng.choice(words), b=rng.choice(words), c=rng.choice(words))
-            for i in range(6)
-        ]
-        out[topic] = [" ".join(rng.sample(sentences, rng.randint(3, 4))) for _ in range(per_topic)]
-    return out
-
-
-CORPUS = make_corpus()
-
-
-class FakeRetriever:
-    """Scores a passage by how often the query's words occur in it; the theme must occur (like the real bool
-    query's `must` clause)."""
-
-    def __init__(self, passages: list[tuple[str, str]]) -> None:
-        self.passages = passages
-
-    def search(self, query: str, theme: str | None = None, k: int = 10) -> list[Hit]:
-        hits = []
-        for pid, text in self.passages:
-            if theme and theme not in text:
-                continue
-            score = sum(text.count(w) for w in query.split())
-            if score:
-                hits.append(Hit(pid, pid.split("#")[0], float(score), text))
-        hits.sort(key=lambda h: (-h.score, h.id))
-        return hits[:k]
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -96,59 +40,6 @@ def fake_retriever(monkeypatch) -> FakeRetriever:
     return retriever
 
 
-# Fast settings: a few optimizer steps on the tiny base.
-FAST = {
-    "top_k": 10,
-    "epochs": 8,
-    "micro_batch_size": 2,
-    "grad_accum": 1,
-    "block_size": 64,
-    "warmup_steps": 0,
-    "gradient_checkpointing": False,
-    "min_val_passages": 2,
-    "val_fraction": 0.2,
-}
-
-
-class Project:
-    def __init__(self, root: Path, base: Path) -> None:
-        self.root = root
-        self.config_path = root / "ensemble.yaml"
-        doc = {"work_dir": "work", "base_model": str(base)}
-        self.config_path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-
-    @property
-    def cfg(self):
-        from ensemble.config import load_project
-
-        return load_project(self.config_path)
-
-    def topics(
-        self,
-        topics: list[dict],
-        *,
-        defaults: dict | None = None,
-        theme: str | None = "함께",
-        name: str = "topics.yaml",
-    ) -> Path:
-        doc: dict = {"defaults": {**FAST, **(defaults or {})}, "topics": topics}
-        if theme:
-            doc = {"theme": theme, **doc}
-        path = self.root / name
-        path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
-        return path
-
-
 @pytest.fixture
 def project(tmp_path, tiny_base) -> Project:
     return Project(tmp_path, tiny_base)
-
-
-def topic(name: str, **over) -> dict:
-    queries = {
-        "family": ["가족 저녁", "어머니 아버지", "할머니 집"],
-        "friends": ["친구 우정", "학교 편지"],
-        "village": ["마을 이웃", "시장 잔치"],
-        "nature": ["산 바다", "계절 봄"],
-    }[name]
-    return {"name": name, "title": name.capitalize(), "queries": queries, **over}

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import topic
+from training_support import topic
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from ensemble.training.experts import train_experts

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import yaml
-from conftest import CORPUS, topic
+from training_support import CORPUS, topic
 
 from ensemble.cli import app
 from ensemble.training.pretrain import pretrain_base
