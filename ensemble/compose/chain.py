@@ -98,10 +98,14 @@ def is_complete(sentence: str, *, model_ended: bool = False) -> bool:
 def complete_sentences(pieces: Sequence[str], *, model_ended: bool) -> list[str]:
     """The splitter cut after every piece but the last; the last counts only if it ends like a sentence.
 
-    Stray punctuation before a sentence is dropped, and so is a piece with fewer than MIN_LETTERS letters."""
+    Stray punctuation before a sentence is dropped, and so is a piece with fewer than MIN_LETTERS letters.
+    A sentence holding U+FFFD (the model emitted bytes that are not UTF-8) ends the usable text."""
     pieces = [p.strip() for p in pieces if p.strip()]
     if pieces and not is_complete(pieces[-1], model_ended=model_ended):
         pieces = pieces[:-1]
+    broken = next((k for k, p in enumerate(pieces) if "\ufffd" in p), None)
+    if broken is not None:
+        pieces = pieces[:broken]
     cleaned = (_LEADING_JUNK.sub("", p) for p in pieces)
     return [p for p in cleaned if len(_LETTER.findall(p)) >= MIN_LETTERS]
 

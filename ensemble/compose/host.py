@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,12 @@ PEFT_BASE = "__base__"
 # Rows per forward pass. Wider batches give more tokens/s (on a CPU too: 21 rows ≈ 1.6× the tokens per
 # CPU-second of 7 rows on a GPT-2-124M), but every row holds its own KV cache: lower it to save memory.
 DEFAULT_MAX_BATCH = 64
+
+# On a CPU, a model this small decodes on ONE thread: its matmuls are too small to split, and with two
+# threads every one of the thousands of tiny ops per step waits on a thread hand-off; when the other core is
+# busy that wait is long (the example's 0.7M-parameter base: 0.35 s per 18-row round on one thread, 20-40 s
+# on two shared cores).
+SINGLE_THREAD_PARAMS = 50_000_000
 
 # Korean particles and endings a text must repeat: a repetition penalty on them bends the grammar.
 EXEMPT_WORDS = frozenset(
@@ -54,6 +62,7 @@ class ExpertHost:
         freeze: Mapping[str, str | Path] | None = None,
         max_batch: int | None = None,
         cache: str | None = None,
+        threads: int | None = None,
     ) -> None:
         import torch
 
@@ -62,6 +71,11 @@ class ExpertHost:
         self.device = next(model.parameters()).device
         self.max_batch = max_batch or DEFAULT_MAX_BATCH
         self.cache = cache  # None: transformers' dynamic KV cache; "static": preallocated (no growth copies)
+        small = sum(p.numel() for p in model.parameters()) < SINGLE_THREAD_PARAMS
+        # None: leave torch's setting alone (GPU, or a CPU model big enough to use several cores).
+        self.threads = (
+            threads if threads is not None else (1 if self.device.type == "cpu" and small else None)
+        )
         self._max_positions = _max_positions(model)
         # Captured before PEFT wraps the model: wrapping keeps these Parameter objects, under new names.
         self._params: dict[str, Any] = dict(model.state_dict(keep_vars=True))
@@ -140,6 +154,18 @@ class ExpertHost:
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
         """One chaining round: every request answered; shared-weight rows batched, freeze rows grouped."""
+        import torch
+
+        if self.threads is None:
+            return self._generate(requests)
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return self._generate(requests)
+        finally:
+            torch.set_num_threads(before)
+
+    def _generate(self, requests: Sequence[Request]) -> list[Generation]:
         known = set(self.experts)
         for r in requests:
             if r.expert not in known:
@@ -212,14 +238,22 @@ class ExpertHost:
         kwargs: dict[str, Any] = {}
         if self.lora_names:
             kwargs["adapter_names"] = [self._adapter_name(r.expert) for r in reqs]
-        with torch.inference_mode():
-            seqs = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=mask,
-                generation_config=gen_config,
-                logits_processor=LogitsProcessorList([sampler]),
-                **kwargs,
-            )
+        # Our prompts start with the end-of-text token, which is also the pad token: transformers then warns
+        # about padding without a mask on steps where it passes none because nothing is padded.
+        quiet = logging.getLogger("transformers.modeling_utils")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            with torch.inference_mode():
+                seqs = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    generation_config=gen_config,
+                    logits_processor=LogitsProcessorList([sampler]),
+                    **kwargs,
+                )
+        finally:
+            quiet.setLevel(level)
         new = seqs[:, width:].tolist()
         logps = sampler.logprobs()
         out = []
@@ -256,11 +290,14 @@ def _attach_lora(model: Any, lora: Mapping[str, str | Path]) -> Any:
 
     names = sorted(lora)
     try:
-        peft_model = PeftModel.from_pretrained(
-            model, str(lora[names[0]]), adapter_name=names[0], is_trainable=False
-        )
-        for name in names[1:]:
-            peft_model.load_adapter(str(lora[name]), adapter_name=name, is_trainable=False)
+        with warnings.catch_warnings():
+            # PEFT calls a transformers method that transformers 5 deprecated; not the user's concern.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model = PeftModel.from_pretrained(
+                model, str(lora[names[0]]), adapter_name=names[0], is_trainable=False
+            )
+            for name in names[1:]:
+                peft_model.load_adapter(str(lora[name]), adapter_name=name, is_trainable=False)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArtifactError(f"cannot load a LoRA adapter: {first}; retrain the expert") from None

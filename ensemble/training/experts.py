@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..config.project import ProjectConfig
 from ..core.artifacts import write_json_atomic
 from ..core.errors import ConfigError, EnsembleError
@@ -52,7 +54,7 @@ def _select(topics: TopicsFile, only: Sequence[str] | str | None) -> list[TopicS
     for w in wanted:
         if w not in names:
             raise ConfigError(
-                f"no topic named '{w}' in {topics.source}; topics: {', '.join(names)}", key="--only"
+                f"no topic named '{w}' in {topics.source}; choose one of: {', '.join(names)}", key="--only"
             )
     return [t for t in topics.topics if t.name in wanted]
 
@@ -62,9 +64,8 @@ def _plan(topics: TopicsFile, topic: TopicSpec) -> Plan:
     loc = topics.topic_loc(topic.name)
     try:
         params = topics.params(topic)
-    except Exception as e:  # a combination only invalid once merged
-        msg = str(e).splitlines()[-1] if str(e) else type(e).__name__
-        raise topics.error(msg, *loc) from None
+    except ValidationError as e:  # a combination only invalid once defaults and overrides are merged
+        raise topics.error(e.errors()[0]["msg"].removeprefix("Value error, "), *loc) from None
     try:
         precision = resolve_precision(params.precision)
     except ConfigError as e:

@@ -225,4 +225,5 @@ def test_complete_sentences_drop_fragments_and_stray_punctuation():
         "우리는 간다.",
     ]
     assert complete_sentences(["우리는 간다"], model_ended=True) == ["우리는 간다"]
+    assert complete_sentences(["첫 문장.", "깨진 \ufffd 문장.", "셋째 문장."], model_ended=False) == ["첫 문장."]
     assert complete_sentences(["우리는 간"], model_ended=True) == []

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tinylm import build_tiny_base  # noqa: E402
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():
     """Tiny models gain nothing from a second thread, and on a shared machine a contended second thread makes
     each step ~10x slower (OpenMP spin-waits)."""
@@ -28,8 +28,15 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
+    import torch
+
     texts = [p for ps in CORPUS.values() for p in ps]
-    return build_tiny_base(tmp_path_factory.mktemp("tinybase") / "base", texts, steps=30)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # built before any module-scoped fixture runs
+    try:
+        return build_tiny_base(tmp_path_factory.mktemp("tinybase") / "base", texts, steps=30)
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture
