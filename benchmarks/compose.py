@@ -278,9 +278,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", choices=["124m", "tiny"], default="124m")
     ap.add_argument("--cache", choices=["dynamic", "static"], default="dynamic", help="host KV cache")
-    ap.add_argument(
-        "--max-batch", type=int, default=0, help="host rows per forward pass (0: the host's default)"
-    )
+    ap.add_argument("--max-batch", type=int, default=0, help="host rows per forward pass (0: the host's default)")
     ap.add_argument("--small-batch", type=int, default=7, help="rows per pass of the memory-saving host run")
     ap.add_argument("--keep", type=Path, help="build the models here once and reuse them")
     ap.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)

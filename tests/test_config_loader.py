@@ -15,7 +15,11 @@ def _load(tmp_path, text):
 @pytest.mark.parametrize(
     ("text", "line", "fragment"),
     [
-        ("corpus: [a]\nindex:\n  backend: embeded\n", 3, "index.backend: Input should be 'embedded' or 'elasticsearch'"),
+        (
+            "corpus: [a]\nindex:\n  backend: embeded\n",
+            3,
+            "index.backend: Input should be 'embedded' or 'elasticsearch'",
+        ),
         ("corpus: [a]\nindex:\n  anlyzer: nori\n", 3, "index.anlyzer: unknown key; did you mean 'analyzer'?"),
         ("corpus: [a]\nindex:\n\tanalyzer: nori\n", 3, "tab characters are not allowed"),
         ("corpus: [a]\nwork_dir: 'unclosed\n", None, "malformed YAML"),

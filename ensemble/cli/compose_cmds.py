@@ -48,9 +48,7 @@ def compose(
 
     st = state(ctx)
     progress = st.progress()
-    doc = compose_document(
-        st.project(), outline, seed=seed, sections=sections, progress=progress, max_batch=max_batch
-    )
+    doc = compose_document(st.project(), outline, seed=seed, sections=sections, progress=progress, max_batch=max_batch)
     if output is not None:
         write_text_atomic(output, doc.markdown)
     reused = len(doc.sections) - len(doc.generated)

@@ -132,9 +132,7 @@ def prompt_for(section: ChainSection, state: SectionState) -> str:
     return section.prompt_prefix + text
 
 
-def _judge(
-    sentences: Sequence[str], repeat: RepeatGuard, copy: Guard, params: GenerationParams
-) -> str | None:
+def _judge(sentences: Sequence[str], repeat: RepeatGuard, copy: Guard, params: GenerationParams) -> str | None:
     """None when every sentence passes, else the first failing guard's name."""
     if not sentences:
         return "incomplete"
@@ -148,9 +146,7 @@ def _judge(
     return None
 
 
-def _passing_prefix(
-    sentences: Sequence[str], repeat: RepeatGuard, copy: Guard, params: GenerationParams
-) -> list[str]:
+def _passing_prefix(sentences: Sequence[str], repeat: RepeatGuard, copy: Guard, params: GenerationParams) -> list[str]:
     local = RepeatGuard(n=params.repeat_ngram, overlap=params.repeat_overlap)
     out = []
     for s in sentences:
@@ -161,9 +157,7 @@ def _passing_prefix(
     return out
 
 
-def _append(
-    section: ChainSection, state: SectionState, sentences: Sequence[str], repeat: RepeatGuard
-) -> None:
+def _append(section: ChainSection, state: SectionState, sentences: Sequence[str], repeat: RepeatGuard) -> None:
     p = section.params
     for s in sentences:
         if not state.paragraphs:
@@ -229,13 +223,9 @@ def run_chain(
     `on_round(states, advanced)` runs after each round (save, report progress); an exception in it stops
     the run with everything up to that round already handed over."""
     by_index = {s.index: s for s in sections}
-    st: dict[int, SectionState] = {
-        s.index: (states or {}).get(s.index) or start_state(s, split) for s in sections
-    }
+    st: dict[int, SectionState] = {s.index: (states or {}).get(s.index) or start_state(s, split) for s in sections}
     repeats = {
-        i: RepeatGuard(
-            st[i].sentences, n=by_index[i].params.repeat_ngram, overlap=by_index[i].params.repeat_overlap
-        )
+        i: RepeatGuard(st[i].sentences, n=by_index[i].params.repeat_ngram, overlap=by_index[i].params.repeat_overlap)
         for i in st
     }
     copies = dict(copy_guards or {})

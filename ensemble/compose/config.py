@@ -26,20 +26,12 @@ class GenerationParams(StrictModel):
     penalty that exempts them, plus a ban on repeating any 4-token sequence.
     """
 
-    target_chars: int = Field(
-        1000, gt=0, description="stop at the first sentence boundary past this many characters"
-    )
-    paragraph_chars: int = Field(
-        400, gt=0, description="start a new paragraph once the current one is this long"
-    )
+    target_chars: int = Field(1000, gt=0, description="stop at the first sentence boundary past this many characters")
+    paragraph_chars: int = Field(400, gt=0, description="start a new paragraph once the current one is this long")
     max_new_tokens: int = Field(64, gt=0, description="tokens generated per chaining step")
     context_sentences: int = Field(2, ge=1, description="sentences written last that prompt the next step")
-    prefix_heading: bool = Field(
-        False, description="put the section heading before the context in every prompt"
-    )
-    candidates: int = Field(
-        3, ge=1, description="continuations sampled per step; the best one passing the guards wins"
-    )
+    prefix_heading: bool = Field(False, description="put the section heading before the context in every prompt")
+    candidates: int = Field(3, ge=1, description="continuations sampled per step; the best one passing the guards wins")
     temperature: float = Field(1.0, ge=0, description="0 = greedy decoding")
     top_k: int = Field(30, ge=0, description="sample among the k most likely tokens (0 = no limit)")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
@@ -51,9 +43,7 @@ class GenerationParams(StrictModel):
     penalty_exempt_particles: bool = Field(
         True, description="exempt Korean particles and punctuation from repetition_penalty"
     )
-    no_repeat_ngram_size: int = Field(
-        4, ge=0, description="never repeat a token n-gram of the context (0 = off)"
-    )
+    no_repeat_ngram_size: int = Field(4, ge=0, description="never repeat a token n-gram of the context (0 = off)")
     repeat_ngram: int = Field(3, ge=1, description="character n-grams compared by the repeat guard")
     repeat_overlap: float = Field(
         0.8,
@@ -62,9 +52,7 @@ class GenerationParams(StrictModel):
         description="reject a sentence sharing this fraction of n-grams with one already written",
     )
     copy_ngram: int = Field(8, ge=1, description="n-gram length of the copy guard")
-    copy_unit: Literal["word", "char"] = Field(
-        "word", description="copy guard n-grams of words or of characters"
-    )
+    copy_unit: Literal["word", "char"] = Field("word", description="copy guard n-grams of words or of characters")
     copy_threshold: float = Field(
         0.0,
         ge=0,
@@ -73,9 +61,7 @@ class GenerationParams(StrictModel):
         "expert's training passages (0: any shared n-gram)",
     )
     max_retries: int = Field(3, ge=0, description="rounds without a passing candidate before moving on")
-    max_steps: int | None = Field(
-        None, gt=0, description="hard cap on chaining steps; unset: 20 + target_chars / 20"
-    )
+    max_steps: int | None = Field(None, gt=0, description="hard cap on chaining steps; unset: 20 + target_chars / 20")
 
     @property
     def step_cap(self) -> int:
@@ -109,9 +95,7 @@ class SectionSpec(_Overrides):  # type: ignore[misc, valid-type]
 
     def overrides(self) -> dict[str, Any]:
         own = {"heading", "expert", "prompt"}
-        return {
-            k: v for k, v in self.model_dump(exclude_unset=True).items() if k not in own and v is not None
-        }
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if k not in own and v is not None}
 
 
 class OutlineFile(StrictModel):
@@ -162,9 +146,7 @@ class OutlineFile(StrictModel):
 
     def error(self, message: str, *loc: Any) -> ConfigError:
         """An error pointing at `loc` (e.g. "sections", 2, "expert") in this file."""
-        key = "".join(
-            f"[{p}]" if isinstance(p, int) else ("." if i else "") + str(p) for i, p in enumerate(loc)
-        )
+        key = "".join(f"[{p}]" if isinstance(p, int) else ("." if i else "") + str(p) for i, p in enumerate(loc))
         return ConfigError(message, path=self._source, line=self.line(*loc), key=key or None)
 
 

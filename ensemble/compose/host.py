@@ -73,9 +73,7 @@ class ExpertHost:
         self.cache = cache  # None: transformers' dynamic KV cache; "static": preallocated (no growth copies)
         small = sum(p.numel() for p in model.parameters()) < SINGLE_THREAD_PARAMS
         # None: leave torch's setting alone (GPU, or a CPU model big enough to use several cores).
-        self.threads = (
-            threads if threads is not None else (1 if self.device.type == "cpu" and small else None)
-        )
+        self.threads = threads if threads is not None else (1 if self.device.type == "cpu" and small else None)
         self._max_positions = _max_positions(model)
         # Captured before PEFT wraps the model: wrapping keeps these Parameter objects, under new names.
         self._params: dict[str, Any] = dict(model.state_dict(keep_vars=True))
@@ -105,9 +103,7 @@ class ExpertHost:
         try:
             tensors = load_file(str(path), device=str(self.device))
         except (OSError, RuntimeError) as e:
-            raise ArtifactError(
-                f"cannot read the trained tensors of expert '{name}': {e}", path=path
-            ) from None
+            raise ArtifactError(f"cannot read the trained tensors of expert '{name}': {e}", path=path) from None
         out = {}
         for key, t in tensors.items():
             target = self._params.get(key)
@@ -181,9 +177,7 @@ class ExpertHost:
             size = -(-len(idx) // -(-len(idx) // self.max_batch))  # equal chunks: 21 rows by 8 → 7, 7, 7
             for at in range(0, len(idx), size):
                 chunk = idx[at : at + size]
-                for i, g in zip(
-                    chunk, self._generate_batch([requests[i] for i in chunk], max_new), strict=True
-                ):
+                for i, g in zip(chunk, self._generate_batch([requests[i] for i in chunk], max_new), strict=True):
                     out[i] = g
         return [g for g in out if g is not None]
 
@@ -210,16 +204,10 @@ class ExpertHost:
         width = max(len(e) for e in encoded)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         pads = [width - len(e) for e in encoded]
-        input_ids = torch.tensor(
-            [[pad_id] * p + e for p, e in zip(pads, encoded, strict=True)], device=self.device
-        )
-        mask = torch.tensor(
-            [[0] * p + [1] * len(e) for p, e in zip(pads, encoded, strict=True)], device=self.device
-        )
+        input_ids = torch.tensor([[pad_id] * p + e for p, e in zip(pads, encoded, strict=True)], device=self.device)
+        mask = torch.tensor([[0] * p + [1] * len(e) for p, e in zip(pads, encoded, strict=True)], device=self.device)
         vocab = self.model.get_output_embeddings().weight.shape[0]
-        needs_exempt = any(
-            r.sampling.repetition_penalty != 1 and r.sampling.penalty_exempt_particles for r in reqs
-        )
+        needs_exempt = any(r.sampling.repetition_penalty != 1 and r.sampling.penalty_exempt_particles for r in reqs)
         sampler = RowSampler(
             [r.sampling for r in reqs],
             [r.seed for r in reqs],
@@ -312,9 +300,7 @@ class RowSampler:
     own generator. It also records each chosen token's log-probability under the unmodified logits.
     """
 
-    def __init__(
-        self, sampling: Sequence[Sampling], seeds: Sequence[int], pads: Sequence[int], exempt: Any
-    ) -> None:
+    def __init__(self, sampling: Sequence[Sampling], seeds: Sequence[int], pads: Sequence[int], exempt: Any) -> None:
         import torch
 
         self.sampling = list(sampling)

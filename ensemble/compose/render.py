@@ -8,9 +8,7 @@ import regex as re
 
 # Generated text must never turn into markdown structure: a paragraph starting with one of these
 # would become a heading, a quote, a list item or a rule.
-_BLOCK_START = re.compile(
-    r"^(#{1,6}(?=\s|$)|>|[-+*](?=\s|$)|\d{1,9}(?=[.)](?:\s|$))|={3,}|-{3,}|_{3,}|\*{3,})"
-)
+_BLOCK_START = re.compile(r"^(#{1,6}(?=\s|$)|>|[-+*](?=\s|$)|\d{1,9}(?=[.)](?:\s|$))|={3,}|-{3,}|_{3,}|\*{3,})")
 
 
 def _one_line(text: str) -> str:

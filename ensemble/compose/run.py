@@ -63,8 +63,7 @@ class ComposedDocument:
             "generated": self.generated,
             "chars": sum(s.stats["chars"] for s in self.sections),
             "sections": [
-                {"number": s.number, "heading": s.heading, "expert": s.expert, **s.stats}
-                for s in self.sections
+                {"number": s.number, "heading": s.heading, "expert": s.expert, **s.stats} for s in self.sections
             ],
         }
 
@@ -233,18 +232,14 @@ def compose(
             sec = outline.sections[i]
             progress.log(f"{i + 1}. {sec.heading}: reused ({states[i].chars} chars, seed {seeds[i]})")
         if todo:
-            states.update(
-                _generate(cfg, outline, todo, resume, experts, keys, paths, seed, progress, max_batch)
-            )
+            states.update(_generate(cfg, outline, todo, resume, experts, keys, paths, seed, progress, max_batch))
             seeds.update(dict.fromkeys(todo, seed))
 
     results = []
     for i, sec in enumerate(outline.sections):
         st = states[i]
         results.append(
-            SectionResult(
-                i + 1, sec.heading, sec.expert, st.paragraphs, _stats(st, outline, i, seeds[i], i in todo)
-            )
+            SectionResult(i + 1, sec.heading, sec.expert, st.paragraphs, _stats(st, outline, i, seeds[i], i in todo))
         )
     markdown = render(outline.title, [(r.heading, r.paragraphs) for r in results])
     return ComposedDocument(
@@ -372,9 +367,7 @@ def _copy_guards(cfg: ProjectConfig, sections: Iterable[ChainSection]) -> dict[i
         if key not in built:
             if sec.expert not in passages:
                 passages[sec.expert] = load_expert_passages(cfg, sec.expert)
-            built[key] = CopyGuard(
-                passages[sec.expert], n=p.copy_ngram, unit=p.copy_unit, threshold=p.copy_threshold
-            )
+            built[key] = CopyGuard(passages[sec.expert], n=p.copy_ngram, unit=p.copy_unit, threshold=p.copy_threshold)
         out[sec.index] = built[key]
     return out
 
@@ -388,7 +381,5 @@ def load_host(cfg: ProjectConfig, experts: dict[str, _Expert], *, max_batch: int
     precision = resolve_precision("auto")
     model, tokenizer = load_base_model(cfg, device=precision.device, dtype=precision.dtype)
     lora = {n: e.adapter for n, e in experts.items() if e.method == "lora" and e.adapter is not None}
-    freeze = {
-        n: e.adapter / "trained.safetensors" for n, e in experts.items() if e.method == "freeze" and e.adapter
-    }
+    freeze = {n: e.adapter / "trained.safetensors" for n, e in experts.items() if e.method == "freeze" and e.adapter}
     return ExpertHost(model, tokenizer, lora=lora, freeze=freeze, max_batch=max_batch)

@@ -199,9 +199,7 @@ def test_resume_from_saved_states_gives_the_same_text():
 
     with pytest.raises(KeyboardInterrupt):
         run_chain(secs, Fake(), split, seed=7, on_round=stop_after_two)
-    resumed = run_chain(
-        secs, Fake(), split, seed=7, states={i: SectionState.from_dict(d) for i, d in saved.items()}
-    )
+    resumed = run_chain(secs, Fake(), split, seed=7, states={i: SectionState.from_dict(d) for i, d in saved.items()})
     assert {i: s.paragraphs for i, s in resumed.items()} == {i: s.paragraphs for i, s in full.items()}
 
 

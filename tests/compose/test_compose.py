@@ -70,10 +70,7 @@ def test_interrupted_compose_resumes_to_the_same_document(reference, project):
     outline = project.outline()
     with pytest.raises(KeyboardInterrupt):
         compose(project.cfg, outline, seed=0, progress=StopAfterFirstSection())
-    saved = [
-        json.loads(p.read_text(encoding="utf-8"))
-        for p in sorted(project.work.glob("compose/*/section-*.json"))
-    ]
+    saved = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(project.work.glob("compose/*/section-*.json"))]
     finished = [d["number"] for d in saved if d["state"]["done"]]
     assert finished and len(finished) < len(SECTIONS)
     resumed = compose(project.cfg, outline, seed=0)
@@ -101,9 +98,7 @@ def test_bad_sections_option(project):
 
 
 def test_unknown_expert_names_the_outline_line(project):
-    outline = project.outline(
-        SECTIONS[:1] + [{"heading": "마을", "expert": "village", "prompt": "마을에 산다."}]
-    )
+    outline = project.outline(SECTIONS[:1] + [{"heading": "마을", "expert": "village", "prompt": "마을에 산다."}])
     with pytest.raises(ConfigError) as e:
         compose(project.cfg, outline)
     assert (e.value.path, e.value.line, e.value.key) == (str(outline), 13, "sections[1].expert")

@@ -34,11 +34,7 @@ def host(tiny_base, expert_store):
 
 def rows(sampling: Sampling) -> list[Request]:
     experts = ["family", "friends", "base", "nature"]
-    return [
-        Request(p, e, sampling, 1000 + 10 * i + j)
-        for i, p in enumerate(PROMPTS)
-        for j, e in enumerate(experts)
-    ]
+    return [Request(p, e, sampling, 1000 + 10 * i + j) for i, p in enumerate(PROMPTS) for j, e in enumerate(experts)]
 
 
 @pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
@@ -103,3 +99,16 @@ def test_same_seed_same_sample_different_seed_different_sample(host):
 def test_particles_and_punctuation_escape_the_repetition_penalty():
     assert exempt_token(" 는") and exempt_token("을") and exempt_token(".") and exempt_token("다.")
     assert not exempt_token(" 가족") and not exempt_token("우리")
+
+
+def test_small_model_decodes_on_one_thread_and_restores_the_setting(host):
+    import torch
+
+    assert host.threads == 1  # a tiny model on a CPU
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        host.generate([Request(PROMPTS[0], "base", GREEDY, 0)])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
