@@ -96,7 +96,7 @@ def parse_sections(spec: str | Sequence[int] | None, count: int) -> list[int] | 
     bad = [n for n in numbers if not 1 <= n <= count]
     if bad:
         raise EnsembleError(
-            f"section {bad[0]} does not exist; the outline has {count} section(s), numbered 1 to {count}",
+            f"section {bad[0]} does not exist; the outline has {count} section(s): pass numbers from 1 to {count}",
             key="--sections",
         )
     return sorted(set(numbers))
@@ -143,6 +143,15 @@ def _experts(cfg: ProjectConfig, outline: OutlineFile) -> tuple[dict[str, _Exper
                 i,
                 "expert",
             )
+        damaged = _unreadable_weights(adapter)
+        if damaged:
+            raise outline.error(
+                f"expert '{name}' has a damaged weight file ({damaged}); retrain it with "
+                f"`ensemble train-experts topics.yaml --only {name} --force`",
+                "sections",
+                i,
+                "expert",
+            )
         out[name] = _Expert(
             manifest.method,
             adapter,
@@ -151,6 +160,21 @@ def _experts(cfg: ProjectConfig, outline: OutlineFile) -> tuple[dict[str, _Exper
             manifest,
         )
     return out, fingerprint
+
+
+def _unreadable_weights(adapter: Path) -> str | None:
+    """The first safetensors file under `adapter` whose header or size is wrong (checked before the base loads,
+    so a damaged adapter is a clear error instead of a failure halfway through loading)."""
+    from safetensors import safe_open
+
+    for path in sorted(adapter.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    f.get_slice(key).get_shape()
+        except Exception as e:  # safetensors raises its own error types for every kind of damage
+            return f"{path.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    return None
 
 
 def _prompt_prefix(manifest: Any) -> str:

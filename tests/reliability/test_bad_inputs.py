@@ -524,9 +524,6 @@ CASES = [
         ["compose", "outline.yaml"],
         ["adapter_model.safetensors", "retrain"],
         corrupt_adapter,
-        xfail="ensemble/compose/host.py::_attach_lora lets safetensors' SafetensorError escape (exit 1); "
-        "check each adapter file in compose/run.py::_experts before the base loads, and wrap load errors "
-        "in ArtifactError",
     ),
     Case(
         "outline-corrupted-manifest",
@@ -598,8 +595,6 @@ CASES = [
         "trained",
         ["compose", "outline.yaml", "--sections", "9"],
         ["--sections", "9", "2 section"],
-        xfail="ensemble/compose/run.py::parse_sections says what is wrong but not what to do; "
-        "end it with e.g. '; pass numbers from 1 to 2'",
     ),
 ]
 
