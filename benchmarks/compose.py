@@ -9,7 +9,7 @@ memory do not depend on what the weights say; a tiny model's figures are dominat
 
 - recipe: each expert is its own full model (base with its LoRA merged in), all resident; sections are
   generated one after another at batch 1 with HF sampling (top-k 30, top-p 0.95, repetition_penalty 2.0).
-- host:   one base with every expert attached as a PEFT adapter (ensemble.compose.host.ExpertHost); each
+- host:   one base with every expert attached as a PEFT adapter (ensemble.composition.host.ExpertHost); each
   step is ONE call holding all sections × `candidates` rows, each row with its own adapter and seed; run
   twice: with the default rows per forward pass (all 21 in one batch) and with `--small-batch` rows per
   pass (less KV cache, less memory).
@@ -168,9 +168,9 @@ def run_host(root: Path, args) -> dict:
     import torch
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    import ensemble.compose.host as host_mod
-    from ensemble.compose.config import GenerationParams
-    from ensemble.compose.types import Request, Sampling
+    import ensemble.composition.host as host_mod
+    from ensemble.composition.config import GenerationParams
+    from ensemble.composition.types import Request, Sampling
 
     t_load = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(root / "base")
@@ -293,7 +293,7 @@ def main() -> None:
         import peft  # noqa: F401
         import transformers  # noqa: F401
 
-        import ensemble.compose.host  # noqa: F401
+        import ensemble.composition.host  # noqa: F401
 
         libraries = start_memory()
         out = ROLES[args.role](args.root, args)

@@ -42,10 +42,10 @@ from typing import Any
 
 import yaml
 
-from ensemble.compose.config import GenerationParams
-from ensemble.compose.run import compose
+from ensemble.composition.config import GenerationParams
+from ensemble.composition.run import compose
 from ensemble.config import load_project
-from ensemble.evaluate import evaluate
+from ensemble.evaluation import evaluate
 from ensemble.examples import init_project
 from ensemble.retrieval.build import build_index
 from ensemble.training.experts import train_experts
@@ -152,7 +152,7 @@ def guards(enabled: bool) -> Iterator[dict[str, Any]]:
     if "guards" in GenerationParams.model_fields:
         yield {"guards": False}
         return
-    from ensemble.compose import guard
+    from ensemble.composition import guard
 
     saved = guard.RepeatGuard.rejects, guard.CopyGuard.rejects
     guard.RepeatGuard.rejects = lambda self, sentence: False  # type: ignore[method-assign]

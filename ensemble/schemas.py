@@ -16,7 +16,7 @@ def config_schemas() -> dict[str, dict[str, Any]]:
     except ImportError:
         pass
     try:
-        from .compose.config import OutlineFile
+        from .composition.config import OutlineFile
 
         out["outline"] = OutlineFile.model_json_schema()
     except ImportError:

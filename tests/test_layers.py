@@ -7,7 +7,7 @@ import ensemble
 
 PKG = Path(ensemble.__file__).parent
 # Left imports right, never the reverse.
-LAYERS = ["cli", "examples", "evaluate", "compose", "training", "retrieval", "corpus", "text", "config", "core"]
+LAYERS = ["cli", "examples", "evaluation", "composition", "training", "retrieval", "corpus", "text", "config", "core"]
 
 
 def _imports(path: Path) -> set[str]:

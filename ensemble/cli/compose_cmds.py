@@ -43,7 +43,7 @@ def compose(
 
     stdout carries only the markdown document (or, with --json, the JSON report); progress goes to stderr.
     An interrupted run resumes where it stopped when run again."""
-    from ..compose import compose as compose_document
+    from ..composition import compose as compose_document
     from ..core.artifacts import write_text_atomic
 
     st = state(ctx)

@@ -94,7 +94,7 @@ def evaluate(
 
     A measure whose artifact is missing (no index, no trained experts, no base model) is skipped with a note
     on stderr; the rest is still reported."""
-    from ..evaluate import evaluate as evaluate_document
+    from ..evaluation import evaluate as evaluate_document
 
     st = state(ctx)
     progress = st.progress()

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ensemble.evaluate import metrics as M
+from ensemble.evaluation import metrics as M
 
 
 def test_rep_and_distinct_follow_their_definitions():

@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from ensemble.compose.chain import ChainSection, SectionState, complete_sentences, run_chain
-from ensemble.compose.config import GenerationParams
-from ensemble.compose.types import Generation, Request
+from ensemble.composition.chain import ChainSection, SectionState, complete_sentences, run_chain
+from ensemble.composition.config import GenerationParams
+from ensemble.composition.types import Generation, Request
 from ensemble.text.sentences import split_many
 
 NOUNS = (
@@ -146,7 +146,7 @@ def test_best_candidate_by_loglikelihood_among_those_passing_guards():
 
 
 def _candidate(req: Request) -> int:
-    from ensemble.compose.chain import row_seed
+    from ensemble.composition.chain import row_seed
 
     for j in range(3):
         if row_seed(0, 0, 0, j) == req.seed:

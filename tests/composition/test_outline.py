@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ensemble.compose.config import GenerationParams, load_outline
+from ensemble.composition.config import GenerationParams, load_outline
 from ensemble.core.errors import ConfigError
 
 GOOD = """\

@@ -8,8 +8,8 @@ import json
 import pytest
 from conftest import SECTIONS, Project
 
-from ensemble.compose import compose
-from ensemble.compose.chain import is_complete
+from ensemble.composition import compose
+from ensemble.composition.chain import is_complete
 from ensemble.core.errors import ConfigError, EnsembleError
 from ensemble.core.progress import NullProgress
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ensemble.compose.guard import CopyGuard, RepeatGuard, ngrams, normalize
-from ensemble.compose.render import body_text, escape_block, render
+from ensemble.composition.guard import CopyGuard, RepeatGuard, ngrams, normalize
+from ensemble.composition.render import body_text, escape_block, render
 
 PASSAGE = "우리 집 저녁 식탁에는 오래된 규칙이 하나 있다. 식구가 모두 자리에 앉을 때까지 숟가락을 들지 않는다는 것이다."
 

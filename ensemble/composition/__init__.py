@@ -1,4 +1,4 @@
-"""compose stage: outline.yaml → one base with every expert → batched sentence chaining → one document."""
+"""composition stage: outline.yaml → one base with every expert → batched sentence chaining → one document."""
 
 from .config import GenerationParams, OutlineFile, load_outline
 from .run import ComposedDocument, SectionResult, compose

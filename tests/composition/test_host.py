@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ensemble.compose.host import ExpertHost, exempt_token
-from ensemble.compose.types import Request, Sampling
+from ensemble.composition.host import ExpertHost, exempt_token
+from ensemble.composition.types import Request, Sampling
 
 PROMPTS = ["우리 가족은 저녁마다 식탁에 모인다.", "친구와 나는 학교 운동장에서 만났다.", "봄이 오면"]
 GREEDY = Sampling(max_new_tokens=16, temperature=0)

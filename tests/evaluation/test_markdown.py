@@ -2,9 +2,9 @@
 
 import pytest
 
-from ensemble.compose.render import render
+from ensemble.composition.render import render
 from ensemble.core.errors import EnsembleError
-from ensemble.evaluate.markdown import parse_markdown
+from ensemble.evaluation.markdown import parse_markdown
 
 
 def test_round_trip_of_a_composed_document():

@@ -70,7 +70,7 @@ def _section_experts(doc: MarkdownDocument, outline_path: Path | None) -> tuple[
     the outline (headings may have been edited by hand), else by heading."""
     if outline_path is None:
         return [None] * len(doc.sections), []
-    from ..compose.config import load_outline
+    from ..composition.config import load_outline
 
     outline = load_outline(outline_path)
     by_heading: dict[str, list[str]] = {}

@@ -9,7 +9,7 @@ import pytest
 from conftest import CORPUS, ORIGINAL, SOURCE, topical_text
 
 from ensemble.core.errors import EnsembleError
-from ensemble.evaluate import evaluate
+from ensemble.evaluation import evaluate
 
 REPEATED = " ".join(["할머니는 부엌에서 저녁을 준비했다.", "동생은 식탁을 닦았다."] * 5)
 
@@ -76,7 +76,7 @@ def test_perplexity_is_finite_and_lower_in_domain(project):
 def test_sliding_window_scores_every_token_once(project, tiny_base):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ensemble.evaluate.perplexity import text_nll
+    from ensemble.evaluation.perplexity import text_nll
 
     model = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
     tok = AutoTokenizer.from_pretrained(tiny_base)
