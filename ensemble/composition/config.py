@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-import yaml
 from pydantic import Field, PrivateAttr, create_model, field_validator, model_validator
 
-from ..config.loader import StrictModel, _node_line, load_model
+from ..config.loader import StrictModel, format_loc, line_of, load_model
 from ..core.errors import ConfigError
 
 BASE_EXPERT = "base"
@@ -136,18 +135,11 @@ class OutlineFile(StrictModel):
         return GenerationParams.model_validate({**self.defaults.model_dump(), **self.sections[i].overrides()})
 
     def line(self, *loc: Any) -> int | None:
-        if self._source is None:
-            return None
-        try:
-            root = yaml.compose(self._source.read_text(encoding="utf-8-sig"), Loader=yaml.SafeLoader)
-        except (OSError, yaml.YAMLError):
-            return None
-        return _node_line(root, loc)
+        return line_of(self._source, loc)
 
     def error(self, message: str, *loc: Any) -> ConfigError:
         """An error pointing at `loc` (e.g. "sections", 2, "expert") in this file."""
-        key = "".join(f"[{p}]" if isinstance(p, int) else ("." if i else "") + str(p) for i, p in enumerate(loc))
-        return ConfigError(message, path=self._source, line=self.line(*loc), key=key or None)
+        return ConfigError(message, path=self._source, line=self.line(*loc), key=format_loc(loc) or None)
 
 
 def load_outline(path: str | Path) -> OutlineFile:

@@ -93,7 +93,18 @@ def _node_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
+def line_of(path: str | Path | None, loc: tuple[Any, ...]) -> int | None:
+    """The line of `loc` (e.g. ("sections", 2, "expert")) in a YAML file, for errors found after loading."""
+    if path is None:
+        return None
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8-sig"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return None
+    return _node_line(root, loc)
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -167,7 +178,7 @@ def parse_model(data: Any, model: type[M], *, path: str | Path, root: yaml.Node 
         return model.model_validate(data)
     except ValidationError as e:
         loc, msg = _describe(_first_error(e.errors()), model)
-        raise ConfigError(msg, path=path, line=_node_line(root, loc), key=_format_loc(loc) or None) from None
+        raise ConfigError(msg, path=path, line=_node_line(root, loc), key=format_loc(loc) or None) from None
 
 
 def load_model(path: str | Path, model: type[M]) -> M:

@@ -11,6 +11,15 @@ from pathlib import Path
 from .errors import EnsembleError
 
 
+def held_by_other_process(lock: str | Path) -> bool:
+    """Whether the lock file names a live process other than this one."""
+    try:
+        pid = int(Path(lock).read_text().strip() or "0")
+    except (OSError, ValueError):
+        return False
+    return pid > 0 and pid != os.getpid() and _alive(pid)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

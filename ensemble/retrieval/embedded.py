@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.artifacts import read_json, write_json_atomic
 from ..core.errors import ArtifactError, ConfigError
+from ..core.locks import held_by_other_process
 from ..text.analyzers import adv_analyzer_name, analyze, analyze_many_with_adv
 from .base import Hit
 
@@ -112,22 +113,6 @@ def _recover_swap(live: Path) -> None:
         _fsync_dir(live.parent)
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _build_running_elsewhere(lock: Path) -> bool:
-    try:
-        pid = int(lock.read_text().strip() or "0")
-    except (OSError, ValueError):
-        return False
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _swap(staged: Path, live: Path) -> None:
@@ -275,7 +260,7 @@ class EmbeddedRetriever:
         analyzer = cfg.index.analyzer
         adv_analyzer_name(analyzer)  # validates the name
         live = cfg.index_path
-        if not _build_running_elsewhere(cfg.work_path / "build-index.lock"):
+        if not held_by_other_process(cfg.work_path / "build-index.lock"):
             _recover_swap(live)  # else that build may be between the renames of its swap right now
         if live.exists() and not _is_index(live) and (not live.is_dir() or any(live.iterdir())):
             raise ArtifactError(

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import Field, PrivateAttr, create_model, field_validator, model_validator
 
-from ..config.loader import StrictModel, _node_line, load_model
+from ..config.loader import StrictModel, format_loc, line_of, load_model
 from ..core.errors import ConfigError, EnsembleError
 
 # Learning rates suit the method, so an unset `learning_rate` means "the method's default".
@@ -155,17 +154,11 @@ class TopicsFile(StrictModel):
         return self._source.resolve().parent / q
 
     def line(self, *loc: Any) -> int | None:
-        if self._source is None:
-            return None
-        try:
-            root = yaml.compose(self._source.read_text(encoding="utf-8-sig"), Loader=yaml.SafeLoader)
-        except (OSError, yaml.YAMLError):
-            return None
-        return _node_line(root, loc)
+        return line_of(self._source, loc)
 
     def error(self, message: str, *loc: Any, cls: type[EnsembleError] = ConfigError) -> EnsembleError:
         """An error pointing at `loc` (e.g. "topics", 2, "queries") in this file."""
-        return cls(message, path=self._source, line=self.line(*loc), key=_key(loc) or None)
+        return cls(message, path=self._source, line=self.line(*loc), key=format_loc(loc) or None)
 
     def topic_loc(self, name: str) -> tuple[Any, ...]:
         for i, t in enumerate(self.topics):
@@ -190,10 +183,6 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     for k, v in over.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-def _key(loc: tuple[Any, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else ("." if i else "") + str(p) for i, p in enumerate(loc))
 
 
 def load_topics(path: str | Path) -> TopicsFile:

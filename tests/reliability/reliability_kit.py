@@ -22,21 +22,13 @@ from pathlib import Path
 import yaml
 
 # Present in the environment of every command the suite runs; must never reach a file or stderr.
+from tinylm import SENTENCE_FRAMES, TOPIC_WORDS
+
 SECRET = "s3cr3t-Reliability-7f3a9c"
 SECRET_ENV = {"ENSEMBLE_ES_USERNAME": "elastic", "ENSEMBLE_ES_PASSWORD": SECRET}
 
-WORDS = {
-    "family": ["가족", "어머니", "아버지", "할머니", "동생", "저녁", "식탁", "집"],
-    "friends": ["친구", "우정", "학교", "편지", "여행", "약속", "운동장", "웃음"],
-    "village": ["마을", "이웃", "골목", "시장", "잔치", "도서관", "주민", "공동체"],
-}
-FRAMES = [
-    "우리는 {a}와 {b}을 함께 이야기했다.",
-    "{a}에서 {b}까지 함께 걸으며 {c}을 보았다.",
-    "오늘도 {a}은 {b} 곁에서 함께 {c}을 기다렸다.",
-    "{a}의 {b}은 언제나 {c}처럼 따뜻했다.",
-    "함께 만든 {a}은 {b}과 {c}의 기억으로 남았다.",
-]
+WORDS = {t: TOPIC_WORDS[t] for t in ('family', 'friends', 'village')}
+FRAMES = SENTENCE_FRAMES
 
 # A few optimizer steps per expert, checkpointed every epoch (so a kill mid-training has something to resume).
 TRAIN_DEFAULTS = {
