@@ -39,3 +39,44 @@ SENTENCE_FRAMES = [
     '{a}의 {b}은 언제나 {c}처럼 따뜻했다.',
     '함께 만든 {a}은 {b}과 {c}의 기억으로 남았다.',
 ]
+
+
+def topic_corpus(words: dict[str, list[str]], per_topic: int, seed: int = 0) -> dict[str, list[str]]:
+    """Each topic has six sentences of its own and its documents are 3-4 of them in some order, so an expert
+    can learn its topic from the training passages and show it on the held-out ones."""
+    import random
+
+    rng = random.Random(seed)
+    out: dict[str, list[str]] = {}
+    for topic, vocab in words.items():
+        sentences = [
+            SENTENCE_FRAMES[i % len(SENTENCE_FRAMES)].format(
+                a=rng.choice(vocab), b=rng.choice(vocab), c=rng.choice(vocab)
+            )
+            for i in range(6)
+        ]
+        out[topic] = [" ".join(rng.sample(sentences, rng.randint(3, 4))) for _ in range(per_topic)]
+    return out
+
+
+def write_expert_files(d, name: str, base, passages: list[str], method: str, trained) -> None:
+    """The dataset and manifest `train-experts` would write beside an adapter made by a test (manifest last)."""
+    import json
+
+    from ensemble.training.base import fingerprint_dir
+    from ensemble.training.registry import ExpertManifest
+
+    (d / "dataset").mkdir(parents=True, exist_ok=True)
+    for split, ps in (("train", passages[2:]), ("val", passages[:2])):
+        lines = [json.dumps({"id": f"{name}-{i}", "text": t}, ensure_ascii=False) for i, t in enumerate(ps)]
+        (d / "dataset" / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    manifest = ExpertManifest(
+        name=name,
+        title=name.capitalize(),
+        method=method,
+        base={"name_or_path": str(base), "fingerprint": fingerprint_dir(base)},
+        trained_tensors=trained,
+        val_perplexity_before=100.0,
+        val_perplexity_after=50.0,
+    )
+    (d / "manifest.json").write_text(manifest.model_dump_json(indent=2), encoding="utf-8")

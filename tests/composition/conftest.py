@@ -13,7 +13,7 @@ import yaml
 
 # `tests/` is on sys.path under pytest (its conftest has no package); a site-packages `tests` shadows it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tinylm import SENTENCE_FRAMES, TOPIC_WORDS, build_tiny_base  # noqa: E402
+from tinylm import SENTENCE_FRAMES, TOPIC_WORDS, build_tiny_base, write_expert_files  # noqa: E402
 
 WORDS = {t: TOPIC_WORDS[t] for t in ('family', 'friends', 'nature')}
 FRAMES = SENTENCE_FRAMES
@@ -83,11 +83,6 @@ def make_freeze_tensors(base: Path, out: Path, seed: int, scale: float = 0.05) -
 
 def write_expert(work: Path, base: Path, name: str, method: str, seed: int, passages: list[str]) -> None:
     """An expert as `train-experts` leaves it: adapter/, dataset/{train,val}.jsonl, manifest.json last."""
-    import json
-
-    from ensemble.training.base import fingerprint_dir
-    from ensemble.training.registry import ExpertManifest
-
     d = work / "experts" / name
     adapter = d / "adapter"
     trained: list[str] = []
@@ -95,20 +90,7 @@ def write_expert(work: Path, base: Path, name: str, method: str, seed: int, pass
         make_lora_adapter(base, adapter, seed)
     else:
         trained = make_freeze_tensors(base, adapter, seed)
-    (d / "dataset").mkdir(parents=True, exist_ok=True)
-    for split, ps in (("train", passages[2:]), ("val", passages[:2])):
-        lines = [json.dumps({"id": f"{name}-{i}", "text": t}, ensure_ascii=False) for i, t in enumerate(ps)]
-        (d / "dataset" / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    manifest = ExpertManifest(
-        name=name,
-        title=name.capitalize(),
-        method=method,
-        base={"name_or_path": str(base), "fingerprint": fingerprint_dir(base)},
-        trained_tensors=trained,
-        val_perplexity_before=100.0,
-        val_perplexity_after=50.0,
-    )
-    (d / "manifest.json").write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    write_expert_files(d, name, base, passages, method, trained)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ built index, all made once per session; and documents with known properties."""
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import sys
@@ -15,7 +14,7 @@ import yaml
 
 # tests/ is on sys.path under pytest (no __init__.py); a site-packages `tests` package shadows that name.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tinylm import build_tiny_base  # noqa: E402
+from tinylm import build_tiny_base, write_expert_files  # noqa: E402
 
 WORDS = {
     "family": ["가족", "어머니", "아버지", "할머니", "동생", "저녁", "식탁", "부엌"],
@@ -120,25 +119,10 @@ def train_adapter(base: Path, out: Path, passages: list[str], method: str, steps
 
 def write_expert(work: Path, base: Path, name: str, method: str, passages: list[str]) -> None:
     """An expert directory as `train-experts` leaves it: adapter/, dataset/{train,val}.jsonl, manifest."""
-    from ensemble.training.base import fingerprint_dir
-    from ensemble.training.registry import ExpertManifest
 
     d = work / "experts" / name
     trained = train_adapter(base, d / "adapter", passages, method)
-    (d / "dataset").mkdir(parents=True, exist_ok=True)
-    for split, ps in (("train", passages[2:]), ("val", passages[:2])):
-        lines = [json.dumps({"id": f"{name}-{i}", "text": t}, ensure_ascii=False) for i, t in enumerate(ps)]
-        (d / "dataset" / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    manifest = ExpertManifest(
-        name=name,
-        title=name.capitalize(),
-        method=method,
-        base={"name_or_path": str(base), "fingerprint": fingerprint_dir(base)},
-        trained_tensors=trained,
-        val_perplexity_before=100.0,
-        val_perplexity_after=50.0,
-    )
-    (d / "manifest.json").write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    write_expert_files(d, name, base, passages, method, trained)
 
 
 class Project:

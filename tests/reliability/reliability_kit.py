@@ -7,7 +7,6 @@ import ctypes
 import functools
 import json
 import os
-import random
 import resource
 import signal
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 import yaml
 
 # Present in the environment of every command the suite runs; must never reach a file or stderr.
-from tinylm import SENTENCE_FRAMES, TOPIC_WORDS
+from tinylm import SENTENCE_FRAMES, TOPIC_WORDS, topic_corpus
 
 SECRET = "s3cr3t-Reliability-7f3a9c"
 SECRET_ENV = {"ENSEMBLE_ES_USERNAME": "elastic", "ENSEMBLE_ES_PASSWORD": SECRET}
@@ -64,15 +63,7 @@ QUERIES = ["가족 저녁", "친구", "마을 이웃 잔치", "함께 걸으며"
 def corpus_texts(per_topic: int = 12, seed: int = 0) -> dict[str, list[str]]:
     """Each topic has six sentences of its own and its documents are 3-4 of them in some order, so an expert
     can learn its topic from the training passages and show it on the held-out ones."""
-    rng = random.Random(seed)
-    out: dict[str, list[str]] = {}
-    for topic, words in WORDS.items():
-        sentences = [
-            FRAMES[i % len(FRAMES)].format(a=rng.choice(words), b=rng.choice(words), c=rng.choice(words))
-            for i in range(6)
-        ]
-        out[topic] = [" ".join(rng.sample(sentences, rng.randint(3, 4))) for _ in range(per_topic)]
-    return out
+    return topic_corpus(WORDS, per_topic, seed)
 
 
 def dump_yaml(path: Path, doc: object) -> Path:

@@ -3,11 +3,10 @@ its passages, and a project directory with a topics.yaml writer."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import yaml
-from tinylm import SENTENCE_FRAMES, TOPIC_WORDS
+from tinylm import SENTENCE_FRAMES, TOPIC_WORDS, topic_corpus
 
 from ensemble.retrieval.base import Hit
 
@@ -18,15 +17,7 @@ FRAMES = SENTENCE_FRAMES
 def make_corpus(per_topic: int = 14, seed: int = 0) -> dict[str, list[str]]:
     """Each topic has six sentences of its own; its passages are 3-4 of them in some order. A topic's text is
     thus learnable from its other passages, which is what an expert should pick up beyond the base."""
-    rng = random.Random(seed)
-    out: dict[str, list[str]] = {}
-    for topic, words in WORDS.items():
-        sentences = [
-            FRAMES[i % len(FRAMES)].format(a=rng.choice(words), b=rng.choice(words), c=rng.choice(words))
-            for i in range(6)
-        ]
-        out[topic] = [" ".join(rng.sample(sentences, rng.randint(3, 4))) for _ in range(per_topic)]
-    return out
+    return topic_corpus(WORDS, per_topic, seed)
 
 
 CORPUS = make_corpus()
