@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config.project import ElasticsearchConfig
+from ..config.project import ElasticsearchConfig, IndexConfig
 
 SCHEMA_VERSION = 1
 SERVER_MAJOR = 9  # the template's stop tags, and the client extra `elasticsearch>=9,<10`
@@ -50,8 +50,11 @@ FIELD_ANALYZERS: dict[str, tuple[str, str]] = {
     "russian": ("russian", "russian"),
 }
 
-DEFAULT_SHARDS = 1
-DEFAULT_REPLICAS = 0  # a single-node cluster cannot place replicas (health would stay yellow)
+# The defaults are the config's (one place defines each); the files in index/ are written with them.
+DEFAULT_SHARDS = ElasticsearchConfig().shards
+DEFAULT_REPLICAS = ElasticsearchConfig().replicas  # a single node cannot place replicas (health stays yellow)
+DEFAULT_K1 = IndexConfig().k1
+DEFAULT_B = IndexConfig().b
 
 
 def nori_tokenizer() -> dict[str, Any]:
@@ -108,8 +111,8 @@ def meta(analyzer: str) -> dict[str, Any]:
 def index_settings(
     analyzer: str,
     *,
-    k1: float = 1.2,
-    b: float = 0.75,
+    k1: float = DEFAULT_K1,
+    b: float = DEFAULT_B,
     shards: int = DEFAULT_SHARDS,
     replicas: int = DEFAULT_REPLICAS,
 ) -> dict[str, Any]:
@@ -151,8 +154,8 @@ def index_template(
     alias: str,
     analyzer: str,
     *,
-    k1: float = 1.2,
-    b: float = 0.75,
+    k1: float = DEFAULT_K1,
+    b: float = DEFAULT_B,
     shards: int = DEFAULT_SHARDS,
     replicas: int = DEFAULT_REPLICAS,
 ) -> dict[str, Any]:
