@@ -214,7 +214,15 @@ def run_host(root: Path, args) -> dict:
     peak = peak_rss()
 
     # Greedy: the batched mixed-adapter rows must equal each adapter run alone.
-    greedy = Sampling(max_new_tokens=args.max_new_tokens, temperature=0)
+    greedy = Sampling(
+        max_new_tokens=args.max_new_tokens,
+        temperature=0,
+        top_k=30,
+        top_p=0.95,
+        repetition_penalty=1.0,
+        penalty_exempt_particles=True,
+        no_repeat_ngram_size=0,
+    )
     reqs = [Request(texts[e], names[e], greedy, 0) for e in range(args.experts)]
     batched = host.generate(reqs)
     alone = [host.generate([r])[0] for r in reqs]

@@ -10,15 +10,16 @@ from .config import GenerationParams
 
 @dataclass(frozen=True)
 class Sampling:
-    """Per-row decoding settings; rows with different settings still share one batch."""
+    """Per-row decoding settings; rows with different settings still share one batch. No defaults here:
+    they live in GenerationParams (`from_params`)."""
 
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_k: int = 30
-    top_p: float = 0.95
-    repetition_penalty: float = 1.0
-    penalty_exempt_particles: bool = True
-    no_repeat_ngram_size: int = 0
+    max_new_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+    repetition_penalty: float
+    penalty_exempt_particles: bool
+    no_repeat_ngram_size: int
 
     @classmethod
     def from_params(cls, p: GenerationParams) -> Sampling:

@@ -8,9 +8,23 @@ from ensemble.composition.host import ExpertHost, exempt_token
 from ensemble.composition.types import Request, Sampling
 
 PROMPTS = ["우리 가족은 저녁마다 식탁에 모인다.", "친구와 나는 학교 운동장에서 만났다.", "봄이 오면"]
-GREEDY = Sampling(max_new_tokens=16, temperature=0)
+GREEDY = Sampling(
+    max_new_tokens=16,
+    temperature=0,
+    top_k=30,
+    top_p=0.95,
+    repetition_penalty=1.0,
+    penalty_exempt_particles=True,
+    no_repeat_ngram_size=0,
+)
 SAMPLED = Sampling(
-    max_new_tokens=16, temperature=1.0, top_k=30, top_p=0.95, repetition_penalty=1.15, no_repeat_ngram_size=4
+    max_new_tokens=16,
+    temperature=1.0,
+    top_k=30,
+    top_p=0.95,
+    repetition_penalty=1.15,
+    penalty_exempt_particles=True,
+    no_repeat_ngram_size=4,
 )
 
 
