@@ -79,14 +79,10 @@ def evaluate(
         Path | None,
         typer.Option("--outline", help="the outline.yaml it was written from: names each section's expert"),
     ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="print the full report as JSON instead of a table")
-    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="print the full report as JSON instead of a table")] = False,
     perplexity: Annotated[
         bool,
-        typer.Option(
-            "--perplexity/--no-perplexity", help="score each section under the base model (and its expert)"
-        ),
+        typer.Option("--perplexity/--no-perplexity", help="score each section under the base model (and its expert)"),
     ] = True,
 ) -> None:
     """Measure a document per section: length, distinct-n and rep-n, copy rate against the corpus,
@@ -98,9 +94,7 @@ def evaluate(
 
     st = state(ctx)
     progress = st.progress()
-    report = evaluate_document(
-        st.project(), document, outline_path=outline, perplexity=perplexity, progress=progress
-    )
+    report = evaluate_document(st.project(), document, outline_path=outline, perplexity=perplexity, progress=progress)
     if not st.quiet:
         for note in report.notes:  # one line each, however narrow the terminal
             print(f"note: {note}", file=sys.stderr)

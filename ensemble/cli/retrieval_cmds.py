@@ -14,9 +14,7 @@ from .app import app, state
 def build_index_cmd(
     ctx: typer.Context,
     rebuild: bool = typer.Option(False, "--rebuild", help="index everything again into a fresh index"),
-    skip_bad: bool = typer.Option(
-        False, "--skip-bad", help="skip unreadable corpus files and lines, with a warning"
-    ),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip unreadable corpus files and lines, with a warning"),
 ) -> None:
     """Clean the corpus, split it into passages and index them (only changed documents are re-indexed)."""
     from ..retrieval.build import build_index
@@ -45,11 +43,7 @@ def search_cmd(
     hits = search(state(ctx).project(), query, theme=theme, k=k)
     if as_json:
         for h in hits:
-            print(
-                json.dumps(
-                    {"id": h.id, "doc_id": h.doc_id, "score": h.score, "text": h.text}, ensure_ascii=False
-                )
-            )
+            print(json.dumps({"id": h.id, "doc_id": h.doc_id, "score": h.score, "text": h.text}, ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table

@@ -22,12 +22,8 @@ def _stdout_to_stderr() -> contextlib.AbstractContextManager:
 @app.command("pretrain-base")
 def pretrain_base_cmd(
     ctx: typer.Context,
-    preset: Annotated[
-        str, typer.Option("--preset", help="tiny (minutes on a CPU) | small (for a GPU)")
-    ] = "tiny",
-    force: Annotated[
-        bool, typer.Option("--force", help="train again even if <work_dir>/base exists")
-    ] = False,
+    preset: Annotated[str, typer.Option("--preset", help="tiny (minutes on a CPU) | small (for a GPU)")] = "tiny",
+    force: Annotated[bool, typer.Option("--force", help="train again even if <work_dir>/base exists")] = False,
 ) -> None:
     """Train a tokenizer and a small GPT-2 on the corpus into <work_dir>/base (the offline base model)."""
     from ..training.pretrain import pretrain_base
@@ -42,16 +38,12 @@ def pretrain_base_cmd(
 @app.command("train-experts")
 def train_experts_cmd(
     ctx: typer.Context,
-    topics: Annotated[
-        Path, typer.Argument(help="topics.yaml: the experts, their queries, training settings")
-    ],
+    topics: Annotated[Path, typer.Argument(help="topics.yaml: the experts, their queries, training settings")],
     only: Annotated[
         list[str] | None, typer.Option("--only", metavar="NAME", help="train only this topic (repeatable)")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="retrain experts that are already trained")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="print the expert manifests as JSON on stdout")
-    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the expert manifests as JSON on stdout")] = False,
 ) -> None:
     """Retrieve each topic's passages, build its dataset and train its adapter on the shared base.
 
@@ -61,9 +53,7 @@ def train_experts_cmd(
 
     st = state(ctx)
     with _stdout_to_stderr():
-        manifests = train_experts(
-            st.project(), topics, only=only or None, force=force, progress=st.progress()
-        )
+        manifests = train_experts(st.project(), topics, only=only or None, force=force, progress=st.progress())
     if os.environ.get("RANK", "0") != "0":
         return
     if as_json:

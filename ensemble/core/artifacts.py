@@ -82,9 +82,7 @@ def read_json(path: str | Path) -> Any:
     except FileNotFoundError:
         raise ArtifactError("file not found", path=path) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(
-            f"corrupt JSON ({e}); delete it and re-run the command that made it", path=path
-        ) from None
+        raise ArtifactError(f"corrupt JSON ({e}); delete it and re-run the command that made it", path=path) from None
 
 
 def sha256_text(text: str) -> str:

@@ -67,8 +67,7 @@ def _walk(top: Path) -> list[Path]:
             entries = sorted(os.scandir(d), key=lambda e: e.name)
         except OSError as e:
             raise CorpusError(
-                f"cannot list this directory ({e.strerror or e}); fix its permissions or remove it from the "
-                "corpus",
+                f"cannot list this directory ({e.strerror or e}); fix its permissions or remove it from the corpus",
                 path=d,
             ) from None
         for entry in entries:
@@ -112,8 +111,7 @@ def _entry_sources(cfg: ProjectConfig, i: int, entry: str) -> list[Source]:
     if path.is_file():
         if path.suffix.lower() not in SUFFIXES:
             raise CorpusError(
-                f"{path} is a {path.suffix or 'suffix-less'} file; "
-                f"corpus files must be {', '.join(SUFFIXES)}",
+                f"{path} is a {path.suffix or 'suffix-less'} file; corpus files must be {', '.join(SUFFIXES)}",
                 path=where,
                 key=f"corpus[{i}]",
             )
@@ -161,9 +159,7 @@ def iter_source_files(cfg: ProjectConfig, skip_bad: bool = False, warn: Warn | N
                 err = _escape_error(cfg, src, real)
                 if not skip_bad:
                     raise err
-                (warn or (lambda msg: warnings.warn(msg, CorpusWarning, stacklevel=3)))(
-                    _skipped(err, "file skipped")
-                )
+                (warn or (lambda msg: warnings.warn(msg, CorpusWarning, stacklevel=3)))(_skipped(err, "file skipped"))
                 continue
             key = src.path.resolve()
             if key not in seen:
@@ -210,9 +206,7 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         f = path.open("rb")
     except OSError as e:
-        raise CorpusError(
-            f"cannot read the file ({e.strerror or e}); check its permissions", path=path
-        ) from None
+        raise CorpusError(f"cannot read the file ({e.strerror or e}); check its permissions", path=path) from None
     with f:
         n = 0
         while True:
@@ -323,9 +317,7 @@ def _jsonl_record(line: str, path: Path, n: int) -> tuple[str, str, str | None]:
         raise CorpusError(f'expected a JSON object {{"id": ..., "text": ...}}{SKIP_HINT}', path=path, line=n)
     for field in ("id", "text"):
         if field not in rec:
-            raise CorpusError(
-                f'missing field "{field}"; each line needs "id" and "text"{SKIP_HINT}', path=path, line=n
-            )
+            raise CorpusError(f'missing field "{field}"; each line needs "id" and "text"{SKIP_HINT}', path=path, line=n)
     doc_id, text, title = rec["id"], rec["text"], rec.get("title")
     if isinstance(doc_id, bool) or not isinstance(doc_id, str | int) or not str(doc_id).strip():
         raise CorpusError(f'"id" must be a non-empty string{SKIP_HINT}', path=path, line=n)
@@ -336,9 +328,7 @@ def _jsonl_record(line: str, path: Path, n: int) -> tuple[str, str, str | None]:
     return str(doc_id), text, title
 
 
-def read_documents(
-    cfg: ProjectConfig, skip_bad: bool = False, warn: Warn | None = None
-) -> Iterator[Document]:
+def read_documents(cfg: ProjectConfig, skip_bad: bool = False, warn: Warn | None = None) -> Iterator[Document]:
     """Stream cleaned documents from every corpus file.
 
     `.jsonl`: one `{"id", "text", "title"?}` object per line. `.txt`/`.md`: one document per file, its id
@@ -358,7 +348,5 @@ def read_documents(
             entries = ", ".join(cfg.corpus)
             msg = f"corpus is empty: no document with text in {entries}; add .txt, .md or .jsonl files"
         else:
-            msg = (
-                "corpus is empty: no corpus entries are configured; list files or directories under `corpus:`"
-            )
+            msg = "corpus is empty: no corpus entries are configured; list files or directories under `corpus:`"
         raise CorpusError(msg, path=cfg.source, key="corpus")

@@ -66,9 +66,7 @@ def _sep(a: _Unit, b: _Unit) -> str:
 
 
 def _size(group: list[_Unit]) -> int:
-    return sum(len(u.text) for u in group) + sum(
-        len(_sep(a, b)) for a, b in zip(group, group[1:], strict=False)
-    )
+    return sum(len(u.text) for u in group) + sum(len(_sep(a, b)) for a, b in zip(group, group[1:], strict=False))
 
 
 def _join(group: list[_Unit]) -> str:

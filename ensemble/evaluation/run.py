@@ -49,9 +49,7 @@ def read_document(path: Path) -> MarkdownDocument:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise EnsembleError(
-            "file not found; give the markdown file `ensemble compose` wrote", path=path
-        ) from None
+        raise EnsembleError("file not found; give the markdown file `ensemble compose` wrote", path=path) from None
     except IsADirectoryError:
         raise EnsembleError("is a directory; give a markdown file", path=path) from None
     except OSError as e:
@@ -59,9 +57,7 @@ def read_document(path: Path) -> MarkdownDocument:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise EnsembleError(
-            "not UTF-8 text; give the markdown file `ensemble compose` wrote", path=path
-        ) from None
+        raise EnsembleError("not UTF-8 text; give the markdown file `ensemble compose` wrote", path=path) from None
     return parse_markdown(text, source=str(path))
 
 
@@ -161,18 +157,14 @@ def _excerpt(sec: _Section, span: tuple[int, int]) -> tuple[int, str]:
 # --- relevance ------------------------------------------------------------------------------------
 
 
-def _expert_collection(
-    cfg: ProjectConfig, notes: list[str]
-) -> tuple[list[str], M.Bm25 | None, list[set[str]]]:
+def _expert_collection(cfg: ProjectConfig, notes: list[str]) -> tuple[list[str], M.Bm25 | None, list[set[str]]]:
     """One BM25 collection of all trained experts' passages (a shared passage once, with all its owners)."""
     from ..text.analyzers import analyze_many
     from ..training.registry import list_experts, load_expert_passages
 
     manifests = list_experts(cfg)
     if not manifests:
-        notes.append(
-            "section relevance skipped: no trained experts; run `ensemble train-experts topics.yaml`"
-        )
+        notes.append("section relevance skipped: no trained experts; run `ensemble train-experts topics.yaml`")
         return [], None, []
     owners: dict[str, set[str]] = {}
     names = []
@@ -224,15 +216,12 @@ def evaluate(
         reference, candidates = _corpus_ngrams(cfg, sections, copy_ngram, copy_candidates, progress)
     except (ArtifactError, BackendError) as e:
         notes.append(f"copy rate skipped: {e.message}")
-    copies = [
-        M.copy_stats(s.terms, reference, copy_ngram) if reference is not None else None for s in sections
-    ]
+    copies = [M.copy_stats(s.terms, reference, copy_ngram) if reference is not None else None for s in sections]
 
     # relevance
     names, bm25, owners = _expert_collection(cfg, notes)
     rankings: list[list[tuple[str, float]] | None] = [
-        M.rank_experts(s.terms, bm25, owners, names, top=relevance_top) if bm25 is not None else None
-        for s in sections
+        M.rank_experts(s.terms, bm25, owners, names, top=relevance_top) if bm25 is not None else None for s in sections
     ]
 
     # perplexity
@@ -245,9 +234,7 @@ def evaluate(
         for e in sorted({e for e in experts if e and e != "base" and e not in names}):
             notes.append(f"perplexity under expert '{e}' skipped: it is not trained")
         try:
-            scored = score_texts(
-                cfg, [s.text for s in sections], scored_experts, stride=stride, progress=progress
-            )
+            scored = score_texts(cfg, [s.text for s in sections], scored_experts, stride=stride, progress=progress)
             base_nll, expert_nll = list(scored.base), list(scored.expert)
             notes.extend(scored.notes)
         except ArtifactError as e:

@@ -85,9 +85,7 @@ def _fork_pool(workers: int) -> ProcessPoolExecutor | None:
     """Workers forked from this (warmed-up) process; None where fork is unavailable."""
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return None
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts
-    )
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts)
     # With fork, the first submit starts every worker: do it now, before the index opens its threads.
     pool.submit(int).result()
     return pool
@@ -143,9 +141,7 @@ def build_index(
     with work_lock(cfg.work_path / "build-index.lock"):
         corpus = list(read_documents(cfg, skip_bad=skip_bad, warn=warn))
         if workers is None:
-            workers = (
-                min(2, os.cpu_count() or 1) if sum(len(d.text) for d in corpus) >= PARALLEL_MIN_CHARS else 1
-            )
+            workers = min(2, os.cpu_count() or 1) if sum(len(d.text) for d in corpus) >= PARALLEL_MIN_CHARS else 1
         pool = None
         retriever: Retriever | None = None
         try:

@@ -78,16 +78,12 @@ def auth_options(env: dict[str, str] | None = None) -> tuple[dict[str, Any], str
     if user or password:
         if not (user and password):
             missing = ENV_PASSWORD if user else ENV_USERNAME
-            raise BackendError(
-                f"{missing} is not set: set both {ENV_USERNAME} and {ENV_PASSWORD} (or {ENV_API_KEY})"
-            )
+            raise BackendError(f"{missing} is not set: set both {ENV_USERNAME} and {ENV_PASSWORD} (or {ENV_API_KEY})")
         return {"basic_auth": (user, password)}, f"{ENV_USERNAME}/{ENV_PASSWORD}"
     return {}, None
 
 
-def client_options(
-    cfg: ProjectConfig, env: dict[str, str] | None = None
-) -> tuple[str, dict[str, Any], str | None]:
+def client_options(cfg: ProjectConfig, env: dict[str, str] | None = None) -> tuple[str, dict[str, Any], str | None]:
     es_cfg = cfg.index.elasticsearch
     url = server_url(cfg, env)
     auth, auth_name = auth_options(env)
@@ -159,9 +155,7 @@ def physical_pattern(alias: str) -> re.Pattern[str]:
 def search_body(query: str, theme: str | None, k: int) -> dict[str, Any]:
     """The body of a passage search: the contract's bool query, plus a stable order among equal scores."""
     match = {"match": {"text": query}}
-    if (
-        theme is not None
-    ):  # an empty theme analyzes to nothing, so (as in the embedded backend) nothing matches
+    if theme is not None:  # an empty theme analyzes to nothing, so (as in the embedded backend) nothing matches
         q: dict[str, Any] = {"bool": {"must": [{"match": {"text.adv": theme}}], "should": [match]}}
     else:
         q = match
@@ -277,9 +271,7 @@ class ElasticRetriever:
                 target = create_physical(conn, cfg, alias)
                 return cls(conn, cfg, alias, target, swap_from=current, fresh=True)
             if not current:
-                raise ArtifactError(
-                    f"no Elasticsearch index {alias!r} at {conn.url}: run `ensemble build-index` first"
-                )
+                raise ArtifactError(f"no Elasticsearch index {alias!r} at {conn.url}: run `ensemble build-index` first")
             if len(current) > 1:
                 raise BackendError(
                     f"alias {alias!r} points at {len(current)} indices ({', '.join(current)}); {REBUILD_HINT}"
@@ -348,8 +340,7 @@ class ElasticRetriever:
             failures = resp.get("failures") or []
             if failures:
                 raise BackendError(
-                    f"{len(failures)} passage(s) could not be deleted from {self.target!r}: "
-                    f"{_first_reason(failures)}"
+                    f"{len(failures)} passage(s) could not be deleted from {self.target!r}: {_first_reason(failures)}"
                 )
         self._dirty = True
 
@@ -474,8 +465,7 @@ class ElasticRetriever:
         self._dirty = True
         if failures:
             raise BackendError(
-                f"{len(failures)} bulk action(s) failed on {self.target!r} while {what}: "
-                f"{_first_reason(failures)}"
+                f"{len(failures)} bulk action(s) failed on {self.target!r} while {what}: {_first_reason(failures)}"
             )
 
     def _drop_old_indices(self, old: Sequence[str]) -> None:
@@ -595,14 +585,10 @@ def index_problem(conn: Connection, cfg: ProjectConfig, physical: str) -> str | 
 def check_mapping(conn: Connection, cfg: ProjectConfig, alias: str, physical: str) -> None:
     problem = index_problem(conn, cfg, physical)
     if problem:
-        raise BackendError(
-            f"index {alias!r} ({physical}) does not fit this project: {problem}; {REBUILD_HINT}"
-        )
+        raise BackendError(f"index {alias!r} ({physical}) does not fit this project: {problem}; {REBUILD_HINT}")
 
 
-def analyze_remote(
-    cfg: ProjectConfig, text: str, analyzer: str, env: dict[str, str] | None = None
-) -> list[str]:
+def analyze_remote(cfg: ProjectConfig, text: str, analyzer: str, env: dict[str, str] | None = None) -> list[str]:
     """Terms of `text` under `analyzer` (nori, nori_adv, standard, english, russian), computed by the
     cluster's `_analyze` API with the same definitions as the index template (no index needed)."""
     try:

@@ -116,9 +116,7 @@ def translate(exc: BaseException, *, url: str, action: str, auth: str | None = N
             f"or point index.elasticsearch.url / ENSEMBLE_ES_URL at your cluster"
         )
     if isinstance(exc, es.UnsupportedProductError):
-        return BackendError(
-            f"the server at {url} is not Elasticsearch (or is older than 7.14): {one_line(exc)}"
-        )
+        return BackendError(f"the server at {url} is not Elasticsearch (or is older than 7.14): {one_line(exc)}")
     if isinstance(exc, es.AuthenticationException):
         if auth:
             what = f"the credentials from {auth} were rejected; check them"

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.artifacts import read_json, write_json_atomic
 from ..core.errors import ArtifactError, ConfigError
 from ..core.locks import held_by_other_process
-from ..text.analyzers import adv_analyzer_name, analyze, analyze_many_with_adv
+from ..text.analyzers import adv_analyzer_name, analyze, index_fields
 from .base import Hit
 
 if TYPE_CHECKING:
@@ -52,12 +52,12 @@ LOG_NAME = "passages.bin"
 K1, B = 1.2, 0.75  # tantivy's BM25 constants; they cannot be changed
 WRITER_HEAP = 64_000_000
 
-Tokens = tuple[list[str], list[str]]  # (text terms, text_adv terms) of one passage
+Tokens = tuple[str, str]  # (text terms, text_adv terms) of one passage, space-separated
 
 
 def analyze_passages(texts: Sequence[str], analyzer: str) -> list[Tokens]:
     """The terms of both indexed fields for each text: a pure function, so callers may run it in workers."""
-    return analyze_many_with_adv(texts, analyzer)
+    return index_fields(texts, analyzer)
 
 
 def _schema():
@@ -135,8 +135,7 @@ def _check_meta(path: Path, analyzer: str, cfg: ProjectConfig) -> None:
     meta = read_json(path / META_NAME)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ArtifactError(
-            f"the index at {path} was written by another version of ensemble; "
-            "run `ensemble build-index --rebuild`",
+            f"the index at {path} was written by another version of ensemble; run `ensemble build-index --rebuild`",
             path=cfg.source,
             key="index",
         )
@@ -264,8 +263,7 @@ class EmbeddedRetriever:
             _recover_swap(live)  # else that build may be between the renames of its swap right now
         if live.exists() and not _is_index(live) and (not live.is_dir() or any(live.iterdir())):
             raise ArtifactError(
-                f"{live} exists but is not an ensemble index; move it away or set index.path to another "
-                "directory",
+                f"{live} exists but is not an ensemble index; move it away or set index.path to another directory",
                 path=cfg.source,
                 key="index.path",
             )
@@ -341,9 +339,9 @@ class EmbeddedRetriever:
                     d.add_text("doc_hash", doc.content_hash)
                 # Lucene leaves a field without terms out of N and avgdl; an absent field comes closest.
                 if main:
-                    d.add_text("text", " ".join(main))
+                    d.add_text("text", main)
                 if adv:
-                    d.add_text("text_adv", " ".join(adv))
+                    d.add_text("text_adv", adv)
                 writer.add_document(d)
         self._dirty = True
 

@@ -64,13 +64,13 @@ def _build_with_adv(name: str):
     return NoriAnalyzer(DEFAULT_STOP_TAGS, DEFAULT_STOP_TAGS - ADVERB_TAGS)
 
 
-def analyze_many_with_adv(texts: Sequence[str], name: str) -> list[tuple[list[str], list[str]]]:
-    """(terms, adverb-keeping terms) of each text: what the two indexed fields hold. For nori both come
-    from one mecab parse; other analyzers keep adverbs anyway, so both are the same list."""
+def index_fields(texts: Sequence[str], name: str) -> list[tuple[str, str]]:
+    """What the two indexed fields hold for each text: (terms, adverb-keeping terms), each space-separated.
+    For nori both come from one mecab parse; other analyzers keep adverbs anyway, so both are the same."""
     if adv_analyzer_name(name) == name:
-        main = analyze_many(texts, name)
-        return list(zip(main, main, strict=True))
-    return [(sets[0], sets[1]) for sets in _build_with_adv(name).analyze_many_sets(texts)]
+        return [(joined, joined) for joined in map(" ".join, analyze_many(texts, name))]
+    fields = _build_with_adv(name).fields
+    return [fields(t) for t in texts]  # type: ignore[misc]  # two stop sets, so two fields
 
 
 def get_analyzer(name: str) -> Callable[[str], list[str]]:

@@ -13,11 +13,10 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from operator import itemgetter
 
 # Elasticsearch's default `stoptags` for nori_part_of_speech (Lucene 8/9 POS families).
-DEFAULT_STOP_TAGS: frozenset[str] = frozenset(
-    "E IC J MAG MAJ MM SP SSC SSO SC SE XPN XSA XSN XSV UNA NA VSV".split()
-)
+DEFAULT_STOP_TAGS: frozenset[str] = frozenset("E IC J MAG MAJ MM SP SSC SSO SC SE XPN XSA XSN XSV UNA NA VSV".split())
 ADVERB_TAGS: frozenset[str] = frozenset({"MAG", "MAJ"})
 
 _DECOMPOUNDED_TYPES = frozenset({"Inflect", "Compound", "Preanalysis"})
@@ -161,24 +160,30 @@ def _mecab_module():
 def _shared_tagger():
     """One mecab Tagger per process: the dictionary is large and a Tagger may parse several lattices."""
     _mecab, options = _mecab_module()
-    return _mecab, _mecab.Tagger(options)
+    # `parse(str)` prints each morpheme with the spaces before it (%M): Nori's unknown-word runs stop there.
+    formats = ["--node-format=%M\\t%H\\n", "--unk-format=%M\\t%H\\n", "--eos-format=EOS\\n"]
+    return _mecab, _mecab.Tagger([*options, *formats])
 
 
 class NoriAnalyzer:
     """Callable `str -> list[str]` giving the terms Elasticsearch's nori chain gives for `stop_tags`."""
 
     def __init__(self, stop_tags: Iterable[str] = DEFAULT_STOP_TAGS, *more_stop_tags: Iterable[str]) -> None:
-        # Several stop-tag sets share one parse: `analyze_sets` returns the terms of each (nori + nori_adv
-        # for indexing cost one mecab pass instead of two). `analyze` uses the first set.
+        # Several stop-tag sets share one parse: `fields` gives the terms of each (nori + nori_adv for
+        # indexing cost one mecab pass instead of two). `analyze` uses the first set.
         self.stop_sets = tuple(frozenset(s) for s in (stop_tags, *more_stop_tags))
         self.stop_tags = self.stop_sets[0]
         self._mecab, self._tagger = _shared_tagger()
-        # Both caches are keyed by mecab's output line "surface<TAB>feature" and emptied when full.
-        # dictionary node -> kept terms per stop set (after the tie-break of rule 6)
-        self._known: dict[str, tuple[tuple[str, ...], ...]] = {}
-        # unknown node standing alone -> kept terms per stop set (a run spanning several nodes is not cached)
-        self._unknown: dict[str, tuple[tuple[str, ...], ...]] = {}
-        # dictionary node -> the feature Lucene would pick among equal-cost entries
+        # Caches keyed by mecab's output line "<leading spaces>surface<TAB>feature", emptied when full. A
+        # fragment is the kept terms of a morpheme, each followed by one space: a text's field is one join.
+        # dictionary morpheme -> its fragment per stop set (read by `map`, not a Python loop)
+        self._known: dict[str, tuple[str, ...]] = {}
+        self._set_getters = tuple(map(itemgetter, range(len(self.stop_sets))))
+        # lines (without leading spaces) that mecab gave as unknown words
+        self._unknown_lines: dict[str, None] = {}
+        # "run<TAB>feature" of an unknown word (after joining runs as Nori does) -> fragment per stop set
+        self._unknown: dict[str, tuple[str, ...]] = {}
+        # dictionary morpheme -> the feature Lucene would pick among equal-cost entries
         self._winner: dict[str, str] = {}
 
     def __call__(self, text: str) -> list[str]:
@@ -193,79 +198,108 @@ class NoriAnalyzer:
         return lattice
 
     def analyze(self, text: str) -> list[str]:
-        return self.analyze_sets(text)[0]
+        return self.fields(text)[0].split()
 
     def analyze_sets(self, text: str) -> list[list[str]]:
-        """The terms of `text` under each stop-tag set. One C++ call formats the best path, then one dict
-        lookup per cached morpheme; only a morpheme not seen yet, or an unknown word that may run into the
-        next one, reads the lattice nodes."""
-        sets = len(self.stop_sets)
-        if not text or text.isspace():
-            return [[] for _ in range(sets)]
-        lattice = self._parse(text)
-        lines = lattice.to_string().split("\n")
-        del lines[-2:]  # "EOS", ""
-        known = self._known
-        outs: list[list[str]] = [[] for _ in range(sets)]
-        out = outs[0]
-        node = None  # lattice node of line `at`, fetched lazily and only forwards
-        at = begin = 0  # begin: byte offset where that node's leading spaces start
-        i = 0
-        n = len(lines)
-        while i < n:
-            line = lines[i]
-            terms = known.get(line)
-            if terms is None:
-                terms = self._unknown.get(line)
-                if terms is not None and i + 1 < n:
-                    joined = line.partition("\t")[0] + lines[i + 1][:1]
-                    if unknown_run_length(joined) == len(joined):
-                        terms = None  # the run may go on into the next morpheme: look at the nodes
-            if terms is None:
-                if node is None:
-                    node = lattice.bos_node().next
-                while at < i:
-                    begin += node.rlength
-                    node, at = node.next, at + 1
-                terms, count = self._node_terms(lattice, node, begin, line)
-                i += count - 1
-            if sets == 1:
-                out += terms[0]
-            else:
-                for k in range(sets):
-                    outs[k] += terms[k]
-            i += 1
-        return outs
+        """The terms of `text` under each stop-tag set."""
+        return [field.split() for field in self.fields(text)]
 
     def analyze_many(self, texts: Sequence[str]) -> list[list[str]]:
-        analyze = self.analyze
-        return [analyze(t) for t in texts]
+        fields = self.fields
+        return [fields(t)[0].split() for t in texts]
 
     def analyze_many_sets(self, texts: Sequence[str]) -> list[list[list[str]]]:
-        analyze_sets = self.analyze_sets
-        return [analyze_sets(t) for t in texts]
+        return [self.analyze_sets(t) for t in texts]
 
-    def _node_terms(self, lattice, node, begin: int, line: str) -> tuple[tuple[tuple[str, ...], ...], int]:
-        """Kept terms of a best-path node whose leading spaces start at byte `begin`, and how many nodes
-        they cover (an unknown run can swallow the following nodes). Fills the caches."""
+    def fields(self, text: str) -> tuple[str, ...]:
+        """The terms of `text` under each stop-tag set, space-separated (what an indexed field holds).
+
+        mecab formats the best path in C++ (one line per morpheme, with the spaces before it) and one `map`
+        over the cache covers every morpheme seen before. Unknown words are joined into Nori's runs from
+        the lines alone; only a text with a morpheme never seen is parsed a second time into a lattice,
+        whose other entries the equal-cost tie-break needs."""
+        if not text or text.isspace():
+            return ("",) * len(self.stop_sets)
+        lines = self._tagger.parse(_for_mecab(text)).split("\n")
+        del lines[-2:]  # "EOS", ""
+        found = list(map(self._known.get, lines))
+        if None in found:
+            self._fill_misses(text, lines, found)
+        return tuple("".join(map(get, found)).rstrip(" ") for get in self._set_getters)
+
+    def _fill_misses(self, text: str, lines: list[str], found: list[tuple[str, ...] | None]) -> None:
+        """Put the fragments of every line the cache missed into `found`."""
+        empty = ("",) * len(self.stop_sets)
+        lattice = offsets = None
+        i = 0
+        while True:
+            try:
+                i = found.index(None, i)
+            except ValueError:
+                return
+            line = lines[i]
+            bare = line.lstrip(" ")
+            if bare not in self._unknown_lines and bare not in self._known:
+                if lattice is None:
+                    lattice, offsets = self._parse(text), _byte_offsets(lines)
+                self._learn(lattice, offsets[i], bare)  # type: ignore[index]
+            count = 1
+            if bare in self._unknown_lines:
+                terms, count = self._unknown_terms(lines, i)
+            else:
+                terms = self._known[bare]
+                self._remember(line, terms)  # the same morpheme after spaces
+            found[i] = terms
+            found[i + 1 : i + count] = [empty] * (count - 1)  # lines joined into an unknown run
+            i += count
+
+    def _learn(self, lattice, begin: int, line: str) -> None:
+        """Read the best-path node of `line` (its leading spaces start at byte `begin`) from the lattice:
+        an unknown word, or a dictionary morpheme whose fragments (after the tie-break of rule 6) are kept."""
+        node = lattice.begin_nodes(begin)
+        while not node.isbest:
+            node = node.bnext
         if node.stat == _UNK_STAT:
-            runs, count = _unknown_word(node)
-            pieces = [p for run in runs for p in morpheme_pieces(run, node.feature, True)]
-            if count > 1:
-                return self._kept(pieces), count
-            return self._store(self._unknown, line, pieces), 1
-        feature = self._resolve(lattice, node, begin, line)
-        return self._store(self._known, line, morpheme_pieces(node.surface, feature, False)), 1
+            self._cache(self._unknown_lines, line, None)
+        else:
+            feature = self._resolve(lattice, node, begin, line)
+            self._remember(line, self._kept(morpheme_pieces(node.surface, feature, False)))
 
-    def _kept(self, pieces) -> tuple[tuple[str, ...], ...]:
-        return tuple(tuple(t.lower() for t, tag, _ in pieces if tag not in stop) for stop in self.stop_sets)
+    def _unknown_terms(self, lines: list[str], i: int) -> tuple[tuple[str, ...], int]:
+        """Nori makes one unknown word of the whole same-script run where no dictionary word starts. mecab
+        may stop earlier and parse the rest (퀄|에서, ①|재료): the following morphemes are joined while the
+        run goes on and no space comes between (a run that would end inside one stops before it). mecab may
+        also group more than one run (a symbol run and a letter run): those are cut into runs. Returns the
+        fragments and how many lines they cover."""
+        surface, _, feature = lines[i].lstrip(" ").partition("\t")
+        count = 1
+        if surface[0] not in _LAUGHTER and unknown_run_length(surface) == len(surface):
+            for following in lines[i + 1 :]:
+                if following[:1] == " ":
+                    break
+                joined = surface + following.partition("\t")[0]
+                if unknown_run_length(joined) < len(joined):
+                    break
+                surface, count = joined, count + 1
+        key = f"{surface}\t{feature}"
+        terms = self._unknown.get(key)
+        if terms is None:
+            pieces = [p for run in _split_runs(surface) for p in morpheme_pieces(run, feature, True)]
+            terms = self._kept(pieces)
+            self._cache(self._unknown, key, terms)
+        return terms, count
 
-    def _store(self, cache: dict, line: str, pieces) -> tuple[tuple[str, ...], ...]:
-        terms = self._kept(pieces)
+    def _remember(self, line: str, terms: tuple[str, ...]) -> None:
+        self._cache(self._known, line, terms)
+
+    def _kept(self, pieces) -> tuple[str, ...]:
+        return tuple("".join(f"{t.lower()} " for t, tag, _ in pieces if tag not in stop) for stop in self.stop_sets)
+
+    @staticmethod
+    def _cache(cache: dict, line: str, value) -> None:
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
-        cache[line] = terms
-        return terms
+        cache[line] = value
 
     def _resolve(self, lattice, node, begin: int, line: str) -> str:
         """Rule 6: among entries with this node's surface, connection ids and cost, Lucene keeps the one
@@ -290,9 +324,7 @@ class NoriAnalyzer:
                 if source < chosen_file:
                     chosen, chosen_file = other.feature, source
             other = other.bnext
-        if len(self._winner) >= _CACHE_LIMIT:
-            self._winner.clear()
-        self._winner[line] = chosen
+        self._cache(self._winner, line, chosen)
         return chosen
 
     def tokens(self, text: str) -> list[tuple[str, int, int, int, str]]:
@@ -334,10 +366,24 @@ class NoriAnalyzer:
         return out
 
 
+def _byte_offsets(lines: list[str]) -> list[int]:
+    """Where each output line's morpheme (with its leading spaces) starts in mecab's UTF-8 input."""
+    offsets = [0]
+    total = 0
+    for line in lines:
+        total += len(line.partition("\t")[0].encode())
+        offsets.append(total)
+    return offsets
+
+
 def _for_mecab(text: str) -> str:
-    """mecab stops at NUL; ㆍ (Nori's interpunct) goes in as ·, which mecab knows as a symbol. Both keep the
-    length, so offsets stay valid."""
-    return text.replace("\x00", " ").replace("\u318d", "\u00b7")
+    """mecab stops at NUL; ㆍ (Nori's interpunct) goes in as ·, which mecab knows as a symbol; line breaks
+    and tabs become spaces (whitespace to Nori too), so each morpheme's output line starts with plain spaces.
+    Every change keeps the length, so offsets stay valid."""
+    for ch in "\x00\t\n\r\x0b\x0c":
+        if ch in text:
+            text = text.replace(ch, " ")
+    return text.replace("\u318d", "\u00b7")
 
 
 def _placed_pieces(surface: str, feature: str, unknown: bool, start: int, end: int):

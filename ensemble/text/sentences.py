@@ -92,11 +92,7 @@ def _latin_abbrev_before(chunk: str, dot: int) -> bool:
 
 
 def _latin_cuts(chunk: str) -> list[int]:
-    return [
-        m.start()
-        for m in _LATIN_END.finditer(chunk)
-        if not _latin_abbrev_before(chunk, _dot_before(chunk, m))
-    ]
+    return [m.start() for m in _LATIN_END.finditer(chunk) if not _latin_abbrev_before(chunk, _dot_before(chunk, m))]
 
 
 def _dot_before(chunk: str, m: re.Match[str]) -> int:
@@ -290,8 +286,7 @@ def split_many(texts: list[str], backend: Backend = "auto") -> list[list[str]]:
     else:
         cut_lists = [_rule_cuts(c) for c in flat]
     sentences = [
-        _slice(chunk, _repair(chunk, [*cuts, *_latin_cuts(chunk)]))
-        for chunk, cuts in zip(flat, cut_lists, strict=True)
+        _slice(chunk, _repair(chunk, [*cuts, *_latin_cuts(chunk)])) for chunk, cuts in zip(flat, cut_lists, strict=True)
     ]
     out: list[list[str]] = []
     i = 0

@@ -92,9 +92,7 @@ def _setup_lora(model: Any, params: TrainParams) -> tuple[Any, AdapterInfo]:
             f"no module named {', '.join(missing)} in this model; available: {', '.join(sorted(leaves))}",
             key="lora.target_modules",
         )
-    fan_in_fan_out = any(
-        isinstance(m, Conv1D) and n.rsplit(".", 1)[-1] in targets for n, m in model.named_modules()
-    )
+    fan_in_fan_out = any(isinstance(m, Conv1D) and n.rsplit(".", 1)[-1] in targets for n, m in model.named_modules())
     config = LoraConfig(
         r=params.lora.r,
         lora_alpha=params.lora.alpha,
@@ -155,10 +153,7 @@ def _setup_freeze(model: Any, params: TrainParams) -> tuple[Any, AdapterInfo]:
     if frozen > n_layers:
         raise ConfigError(f"the model has {n_layers} blocks; cannot freeze {frozen}", key="freeze.layers")
     embedding_ids = {
-        id(p)
-        for m in model.modules()
-        if isinstance(m, torch.nn.Embedding)
-        for p in m.parameters(recurse=False)
+        id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters(recurse=False)
     }
     frozen_ids = embedding_ids | {id(p) for b in blocks[:frozen] for p in b.parameters()}
     for p in model.parameters():
@@ -166,9 +161,7 @@ def _setup_freeze(model: Any, params: TrainParams) -> tuple[Any, AdapterInfo]:
     # named_parameters() lists a tied weight once, under the name save/load use.
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     if not names:
-        raise ConfigError(
-            "nothing left to train: every block is frozen; lower freeze.layers", key="freeze.layers"
-        )
+        raise ConfigError("nothing left to train: every block is frozen; lower freeze.layers", key="freeze.layers")
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return model, AdapterInfo("freeze", trainable, total, names, n_layers, frozen)

@@ -104,9 +104,7 @@ def _hub_snapshot(cfg: ProjectConfig) -> Path | None:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(
-            snapshot_download(cfg.base_model_path, revision=cfg.base_model_revision, local_files_only=True)
-        )
+        return Path(snapshot_download(cfg.base_model_path, revision=cfg.base_model_revision, local_files_only=True))
     except Exception:
         return None
 

@@ -130,8 +130,7 @@ class TopicsFile(StrictModel):
         for i, t in enumerate(topics):
             if t.name in first:
                 raise ValueError(
-                    f"duplicate topic name '{t.name}' (topics[{first[t.name]}] and topics[{i}]); "
-                    "names must be unique"
+                    f"duplicate topic name '{t.name}' (topics[{first[t.name]}] and topics[{i}]); names must be unique"
                 )
             first[t.name] = i
         return topics

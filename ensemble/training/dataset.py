@@ -42,9 +42,7 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
 
 
-def collect(
-    hit_lists: Sequence[Sequence[object]], extra: Sequence[tuple[str, str, str]] = ()
-) -> list[DataPassage]:
+def collect(hit_lists: Sequence[Sequence[object]], extra: Sequence[tuple[str, str, str]] = ()) -> list[DataPassage]:
     """Union of every query's hits (objects with .id/.text/.score) and extra (id, text, source) passages.
 
     Duplicates by id or by normalised text keep the first occurrence's id with the best score and every query.
@@ -149,8 +147,7 @@ def make_sequences(
 def _chunks(seq: Sample, block_size: int) -> list[Sample]:
     n = block_size
     return [
-        Sample(seq.ids[i : i + n], seq.in_loss[i : i + n], seq.droppable[i : i + n])
-        for i in range(0, len(seq.ids), n)
+        Sample(seq.ids[i : i + n], seq.in_loss[i : i + n], seq.droppable[i : i + n]) for i in range(0, len(seq.ids), n)
     ]
 
 

@@ -71,9 +71,7 @@ def _plan(topics: TopicsFile, topic: TopicSpec) -> Plan:
     except ConfigError as e:
         raise topics.error(e.message, *topics.setting_loc(topic, "precision")) from None
     try:
-        ds = resolve_deepspeed(
-            params.deepspeed, topics.resolve(".") if topics.source else None, method=params.method
-        )
+        ds = resolve_deepspeed(params.deepspeed, topics.resolve(".") if topics.source else None, method=params.method)
     except ConfigError as e:
         raise topics.error(e.message, *topics.setting_loc(topic, "deepspeed")) from None
     if ds is not None and params.method == "freeze" and params.freeze.gradual_unfreeze:
@@ -97,9 +95,7 @@ def _plan(topics: TopicsFile, topic: TopicSpec) -> Plan:
     return Plan(topic, params, precision, ds, digest)
 
 
-def _datasets(
-    tokenizer: Any, topic: TopicSpec, params: TrainParams, data: ExpertData
-) -> tuple[LMDataset, LMDataset]:
+def _datasets(tokenizer: Any, topic: TopicSpec, params: TrainParams, data: ExpertData) -> tuple[LMDataset, LMDataset]:
     condition = None
     if params.condition.enabled:
         vocab = tokenizer.get_vocab()
@@ -183,9 +179,7 @@ def _train_one(
     except ConfigError as e:
         raise topics.error(e.message, *topics.setting_loc(topic, "condition")) from None
     model, info = init_adapter(model, params)
-    epoch_hook, lr_of = (
-        layerwise(model, params, info.frozen_layers) if params.method == "freeze" else (None, None)
-    )
+    epoch_hook, lr_of = layerwise(model, params, info.frozen_layers) if params.method == "freeze" else (None, None)
     model.to(prec.device)
     ppl_before = perplexity(model, val_ds, tokenizer.pad_token_id, precision=prec)
     trainer, outcome = run_training(

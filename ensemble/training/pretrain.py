@@ -108,9 +108,7 @@ def pretrain_on_texts(
 
     Validation: a disjoint hash-chosen ~5% of the paragraphs; perplexity before and after is reported."""
     with quiet_hf():
-        return _pretrain(
-            texts, Path(out_dir), preset, seed, precision, progress or NullProgress(), extra_manifest
-        )
+        return _pretrain(texts, Path(out_dir), preset, seed, precision, progress or NullProgress(), extra_manifest)
 
 
 def _pretrain(
@@ -254,12 +252,8 @@ def pretrain_base(
         progress.log("reading the corpus")
         texts = [d.text for d in read_documents(cfg)]
         if not texts:
-            raise CorpusError(
-                "the corpus is empty; check `corpus:` in ensemble.yaml", path=cfg.source, key="corpus"
-            )
-        manifest = pretrain_on_texts(
-            texts, out, PRESETS[preset], progress=progress, extra_manifest={"name": preset}
-        )
+            raise CorpusError("the corpus is empty; check `corpus:` in ensemble.yaml", path=cfg.source, key="corpus")
+        manifest = pretrain_on_texts(texts, out, PRESETS[preset], progress=progress, extra_manifest={"name": preset})
         progress.log(
             f"base model: {manifest['parameters']:,} parameters, validation perplexity "
             f"{manifest['val_perplexity_before']:.1f} → {manifest['val_perplexity_after']:.1f} "

@@ -38,9 +38,7 @@ class ExpertManifest(BaseModel):
     method: Literal["lora", "freeze"]
     base: BaseRef
     adapter: str = "adapter"  # relative to the expert directory
-    trained_tensors: list[str] = Field(
-        default_factory=list
-    )  # method freeze: names in adapter/trained.safetensors
+    trained_tensors: list[str] = Field(default_factory=list)  # method freeze: names in adapter/trained.safetensors
     condition: dict[str, Any] = Field(default_factory=dict)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
@@ -48,9 +46,7 @@ class ExpertManifest(BaseModel):
     total_params: int = 0
     val_perplexity_before: float
     val_perplexity_after: float
-    val_perplexity_by_epoch: list[float] = Field(
-        default_factory=list
-    )  # this run's epochs (not before a resume)
+    val_perplexity_by_epoch: list[float] = Field(default_factory=list)  # this run's epochs (not before a resume)
     steps: int = 0
     epochs: float = 0.0
     tokens_seen: int = 0
@@ -100,8 +96,7 @@ def read_manifest(directory: Path) -> ExpertManifest:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ArtifactError(
-            f"invalid expert manifest ({where}: {first['msg']}); "
-            "retrain with `ensemble train-experts … --force`",
+            f"invalid expert manifest ({where}: {first['msg']}); retrain with `ensemble train-experts … --force`",
             path=path,
         ) from None
     return manifest.model_copy(update={"path": str(directory)})
@@ -125,9 +120,7 @@ def list_experts(cfg: ProjectConfig) -> list[ExpertManifest]:
     return [read_manifest(d) for d in sorted(root.iterdir()) if (d / "manifest.json").is_file()]
 
 
-def load_expert_passages(
-    cfg: ProjectConfig, name: str, split: Literal["all", "train", "val"] = "all"
-) -> list[str]:
+def load_expert_passages(cfg: ProjectConfig, name: str, split: Literal["all", "train", "val"] = "all") -> list[str]:
     """The passage texts an expert saw (train) and was validated on (val); for copy guards and evaluation."""
     read_expert(cfg, name)
     d = expert_dir(cfg, name) / "dataset"
@@ -147,9 +140,7 @@ def load_expert_passages(
                 try:
                     out.append(json.loads(line)["text"])
                 except (ValueError, KeyError, TypeError):
-                    raise ArtifactError(
-                        "corrupt dataset line; retrain this expert", path=path, line=i
-                    ) from None
+                    raise ArtifactError("corrupt dataset line; retrain this expert", path=path, line=i) from None
     return out
 
 
@@ -180,8 +171,7 @@ def attach_expert(model: Any, manifest: ExpertManifest, *, adapter_name: str | N
     missing = [k for k in tensors if k not in params]
     if missing:
         raise ArtifactError(
-            f"trained tensors do not fit this base ({missing[0]} unknown); "
-            "was the expert trained on another base?",
+            f"trained tensors do not fit this base ({missing[0]} unknown); was the expert trained on another base?",
             path=manifest.adapter_path,
         )
     import torch

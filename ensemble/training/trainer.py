@@ -95,9 +95,7 @@ def resolve_deepspeed(value: str | None, relative_to: Path | None, *, method: st
     if value is None:
         return None
     if value in SHIPPED_DEEPSPEED:
-        text = (resources.files(__package__) / "deepspeed" / SHIPPED_DEEPSPEED[value]).read_text(
-            encoding="utf-8"
-        )
+        text = (resources.files(__package__) / "deepspeed" / SHIPPED_DEEPSPEED[value]).read_text(encoding="utf-8")
         source = value
     else:
         p = Path(value).expanduser()
@@ -321,9 +319,7 @@ def run_training(
     has_val = val_ds is not None and len(val_ds) > 0
 
     def val(m: Any) -> float:
-        return perplexity(
-            m, val_ds, tokenizer.pad_token_id, batch_size=params.micro_batch_size, precision=precision
-        )
+        return perplexity(m, val_ds, tokenizer.pad_token_id, batch_size=params.micro_batch_size, precision=precision)
 
     forward = _progress_callback(progress, task, train_ds, epoch_hook, val if has_val else None)
     trainer = _make_trainer_class(lr_of)(

@@ -214,11 +214,12 @@ def test_cached_fast_path_and_token_walk_agree_with_a_cold_analyzer():
 
 
 def test_one_parse_gives_both_indexed_fields():
-    from ensemble.text.analyzers import analyze_many, analyze_many_with_adv
+    from ensemble.text.analyzers import analyze_many, index_fields
 
     texts = ["희망과 함께 아름다운 노래를 불렀다.", "우리는 늘 같이 밥을 먹었다.", ""]
-    pairs = analyze_many_with_adv(texts, "nori")
-    assert [p[0] for p in pairs] == analyze_many(texts, "nori")
-    assert [p[1] for p in pairs] == analyze_many(texts, "nori_adv")
-    assert pairs[0][1] != pairs[0][0] and "함께" in pairs[0][1]
-    assert analyze_many_with_adv(["Running dogs"], "english") == [(["run", "dog"], ["run", "dog"])]
+    pairs = index_fields(texts, "nori")
+    assert [p[0].split() for p in pairs] == analyze_many(texts, "nori")
+    assert [p[1].split() for p in pairs] == analyze_many(texts, "nori_adv")
+    assert pairs[0][1] != pairs[0][0] and "함께" in pairs[0][1].split()
+    assert pairs[2] == ("", "")
+    assert index_fields(["Running dogs"], "english") == [("run dog", "run dog")]
