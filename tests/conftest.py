@@ -24,8 +24,9 @@ class CliResult:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
 
-def run_cli(*args: str, cwd: Path | None = None, input: str | None = None, env: dict | None = None,
-            timeout: float = 600) -> CliResult:
+def run_cli(
+    *args: str, cwd: Path | None = None, input: str | None = None, env: dict | None = None, timeout: float = 600
+) -> CliResult:
     """Run `python -m ensemble ARGS` in a subprocess, exactly as a user would."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run(

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.project import ProjectConfig
+from ..config.project import CleanConfig, ProjectConfig
 from ..core.artifacts import sha256_text
 from ..core.errors import CorpusError
 from .clean import clean_text
@@ -168,6 +168,27 @@ def iter_source_files(cfg: ProjectConfig, skip_bad: bool = False, warn: Warn | N
     return out
 
 
+def corpus_extent(cfg: ProjectConfig) -> tuple[int, int]:
+    """(about how many documents, bytes) the corpus files hold, without decoding them: for a progress total
+    and for sizing work. Files the reader will refuse count as nothing here; the reader reports them."""
+    documents = size = 0
+    try:
+        sources = iter_source_files(cfg, skip_bad=True, warn=lambda _: None)
+    except CorpusError:
+        return 0, 0
+    for src in sources:
+        try:
+            size += src.path.stat().st_size
+            if src.path.suffix.lower() == ".jsonl":
+                with src.path.open("rb") as f:
+                    documents += sum(block.count(b"\n") for block in iter(lambda f=f: f.read(1 << 20), b""))
+            else:
+                documents += 1
+        except OSError:
+            continue
+    return documents, size
+
+
 def iter_sources(cfg: ProjectConfig) -> list[Path]:
     """The corpus files named by `cfg.corpus` (files, directories, globs), each once, in a stable order."""
     return [s.path for s in iter_source_files(cfg)]
@@ -234,8 +255,9 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 class _Reader:
-    def __init__(self, cfg: ProjectConfig, skip_bad: bool, warn: Warn | None) -> None:
+    def __init__(self, cfg: ProjectConfig, skip_bad: bool, warn: Warn | None, clean: bool = True) -> None:
         self.cfg = cfg
+        self.clean = clean
         self.skip_bad = skip_bad
         self.warn = warn or (lambda msg: warnings.warn(msg, CorpusWarning, stacklevel=4))
         self.ids: dict[str, str] = {}
@@ -248,8 +270,9 @@ class _Reader:
                 path=source,
             )
         self.ids[doc_id] = source
-        text = clean_text(raw_text, self.cfg.clean)
-        title = clean_text(raw_title, self.cfg.clean).strip() if raw_title else None
+        clean = self.cfg.clean if self.clean else CleanConfig(mode="none")
+        text = clean_text(raw_text, clean)
+        title = clean_text(raw_title, clean).strip() if raw_title else None
         if not text.strip():
             self.warn(f"{source}: document {doc_id!r} has no text after cleaning; skipped")
             return None
@@ -328,14 +351,23 @@ def _jsonl_record(line: str, path: Path, n: int) -> tuple[str, str, str | None]:
     return str(doc_id), text, title
 
 
-def read_documents(cfg: ProjectConfig, skip_bad: bool = False, warn: Warn | None = None) -> Iterator[Document]:
-    """Stream cleaned documents from every corpus file.
+def check_documents(cfg: ProjectConfig) -> None:
+    """Read the whole corpus as `read_documents` does but without cleaning it (a fraction of the cost): the
+    first bad file, line or duplicate id raises here, before a caller that streams has written anything."""
+    for _ in read_documents(cfg, warn=lambda _: None, clean=False):
+        pass
+
+
+def read_documents(
+    cfg: ProjectConfig, skip_bad: bool = False, warn: Warn | None = None, *, clean: bool = True
+) -> Iterator[Document]:
+    """Stream cleaned documents from every corpus file (`clean=False`: as written).
 
     `.jsonl`: one `{"id", "text", "title"?}` object per line. `.txt`/`.md`: one document per file, its id
     the path below the corpus directory without suffix (or the file stem for a file named directly).
     Bad files raise CorpusError; with `skip_bad` they are reported through `warn` and skipped.
     """
-    reader = _Reader(cfg, skip_bad, warn)
+    reader = _Reader(cfg, skip_bad, warn, clean)
     sources = iter_source_files(cfg, skip_bad, reader.warn)
     count = 0
     for src in sources:

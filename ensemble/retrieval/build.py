@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import ConfigError
 from ..core.locks import work_lock
 from ..core.progress import NullProgress, Progress
-from ..corpus.load import read_documents
+from ..corpus.load import check_documents, corpus_extent, read_documents
 from ..corpus.passages import split_passages_many
 from .base import Hit, Retriever, open_retriever
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 BATCH_CHARS = 64_000  # text per unit of work: big enough to amortise, small enough to keep two workers busy
 CHECKPOINT_PASSAGES = 20_000
 CHECKPOINT_SECONDS = 60.0
-PARALLEL_MIN_CHARS = 2_000_000  # below this, starting worker processes costs more than it saves
+PARALLEL_MIN_BYTES = 6_000_000  # below this (~2M Korean chars), starting worker processes costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def _prepare(docs: list[Document], passages_cfg: PassagesConfig, analyzer: str |
     return docs, per_doc, tokens
 
 
-def _batches(docs: Sequence[Document]) -> Iterator[list[Document]]:
+def _batches(docs: Iterable[Document]) -> Iterator[list[Document]]:
     batch: list[Document] = []
     size = 0
     for doc in docs:
@@ -134,14 +135,19 @@ def build_index(
     """Index the corpus: unchanged documents (same content hash) are skipped, changed ones replaced, removed
     ones deleted. Progress is made durable every `checkpoint_passages` passages, so re-running an interrupted
     build continues where it stopped. `workers`: processes for splitting and analysis (default: up to 2 CPUs,
-    used only for corpora large enough to gain from them)."""
+    used only for corpora large enough to gain from them). The corpus is streamed: this process reads and
+    cleans the next documents while the workers analyze earlier ones."""
     warn = progress.log if progress is not None else None  # library callers get Python warnings
     progress = progress or NullProgress()
     started = time.perf_counter()
     with work_lock(cfg.work_path / "build-index.lock"):
-        corpus = list(read_documents(cfg, skip_bad=skip_bad, warn=warn))
+        if not skip_bad:
+            check_documents(cfg)  # bad input fails before anything is written
+        expected_docs, size = corpus_extent(cfg)
+        corpus = read_documents(cfg, skip_bad=skip_bad, warn=warn)
+        first = next(corpus, None)  # so does a corpus with no text left after cleaning
         if workers is None:
-            workers = min(2, os.cpu_count() or 1) if sum(len(d.text) for d in corpus) >= PARALLEL_MIN_CHARS else 1
+            workers = min(2, os.cpu_count() or 1) if size >= PARALLEL_MIN_BYTES else 1
         pool = None
         retriever: Retriever | None = None
         try:
@@ -150,7 +156,8 @@ def build_index(
                 _warm_up(cfg.passages, analyzer)
                 pool = _fork_pool(workers)
             retriever = open_retriever(cfg, create=True, rebuild=rebuild)
-            summary = _index(retriever, corpus, cfg.passages, progress, pool, checkpoint_passages)
+            docs = itertools.chain([first] if first is not None else [], corpus)
+            summary = _index(retriever, docs, expected_docs, cfg.passages, progress, pool, checkpoint_passages)
             return IndexSummary(**summary, seconds=round(time.perf_counter() - started, 3))
         finally:
             if pool is not None:
@@ -166,25 +173,33 @@ def _client_analyzer(cfg: ProjectConfig) -> str | None:
 
 def _index(
     retriever: Retriever,
-    corpus: list[Document],
+    corpus: Iterable[Document],
+    expected_docs: int,
     passages_cfg: PassagesConfig,
     progress: Progress,
     pool: ProcessPoolExecutor | None,
     checkpoint_passages: int,
 ) -> dict[str, int]:
     known = retriever.doc_hashes()
-    todo = [d for d in corpus if known.get(d.id) != d.content_hash]
-    unchanged = len(corpus) - len(todo)
-    updated = sum(1 for d in todo if d.id in known)
-    removed = sorted(set(known) - {d.id for d in corpus})
-    analyzer = getattr(retriever, "client_analyzer", None)
+    seen: set[str] = set()
+    counts = {"todo": 0, "updated": 0}
 
-    progress.start("indexing", total=len(corpus))
-    progress.advance("indexing", unchanged)
+    def todo() -> Iterator[Document]:
+        for d in corpus:
+            seen.add(d.id)
+            if known.get(d.id) == d.content_hash:
+                progress.advance("indexing", 1)
+                continue
+            counts["todo"] += 1
+            counts["updated"] += d.id in known
+            yield d
+
+    analyzer = getattr(retriever, "client_analyzer", None)
+    progress.start("indexing", total=expected_docs or None)
     since, last = 0, time.monotonic()
     written = 0
     prepare = _Prepare(passages_cfg, analyzer)
-    for docs, per_doc, tokens in _results(_batches(todo), prepare, pool, ahead=4):
+    for docs, per_doc, tokens in _results(_batches(todo()), prepare, pool, ahead=4):
         items = list(zip(docs, per_doc, strict=True))
         if tokens is not None:
             retriever.upsert(items, tokens=tokens)  # type: ignore[call-arg]  # the embedded backend's extension
@@ -197,18 +212,19 @@ def _index(
         if since >= checkpoint_passages or time.monotonic() - last >= CHECKPOINT_SECONDS:
             retriever.checkpoint()
             since, last = 0, time.monotonic()
+    removed = sorted(set(known) - seen)
     if removed:
         retriever.delete(removed)
     retriever.commit()
     passages = retriever.passage_count()
     progress.end("indexing", None)
     return {
-        "documents": len(corpus),
+        "documents": len(seen),
         "passages": passages,
-        "added": len(todo) - updated,
-        "updated": updated,
+        "added": counts["todo"] - counts["updated"],
+        "updated": counts["updated"],
         "deleted": len(removed),
-        "unchanged": unchanged,
+        "unchanged": len(seen) - counts["todo"],
     }
 
 

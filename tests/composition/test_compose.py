@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SECTIONS, Project
+from compose_kit import SECTIONS, Project
 
 from ensemble.composition import compose
 from ensemble.composition.chain import is_complete

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SECTIONS
+from compose_kit import SECTIONS
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 

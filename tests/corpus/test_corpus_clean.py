@@ -54,10 +54,7 @@ def test_mentions_are_removed_but_not_emails():
 
 
 def test_copyright_lines_are_removed():
-    text = (
-        "본문 첫 줄이다.\n홍길동 기자 ⓒ 연합뉴스 무단전재 및 재배포 금지\n"
-        "Copyright 2024 All rights reserved.\n끝."
-    )
+    text = "본문 첫 줄이다.\n홍길동 기자 ⓒ 연합뉴스 무단전재 및 재배포 금지\nCopyright 2024 All rights reserved.\n끝."
     assert remove_copyright(text) == "본문 첫 줄이다.\n끝."
 
 
@@ -83,16 +80,10 @@ def test_punctuation_is_normalised():
 
 
 def test_whitespace_keeps_one_blank_line_between_paragraphs():
-    assert (
-        normalize_whitespace("  첫   문단 \n 둘째 줄\n\n\n\n 새\u00a0문단  \n")
-        == "첫 문단\n둘째 줄\n\n새 문단"
-    )
+    assert normalize_whitespace("  첫   문단 \n 둘째 줄\n\n\n\n 새\u00a0문단  \n") == "첫 문단\n둘째 줄\n\n새 문단"
 
 
-MESSY = (
-    "ㅋㅋㅋㅋ 연락은 a@b.com\n\n\n\n“좋아요”　#행복 @친구\n"
-    "홍길동 기자 ⓒ 뉴스 무단전재\n사진(사진=뉴스) 끝...."
-)
+MESSY = "ㅋㅋㅋㅋ 연락은 a@b.com\n\n\n\n“좋아요”　#행복 @친구\n홍길동 기자 ⓒ 뉴스 무단전재\n사진(사진=뉴스) 끝...."
 
 
 def test_clean_text_applies_every_rule():

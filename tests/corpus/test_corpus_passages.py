@@ -54,9 +54,7 @@ def test_paragraph_breaks_are_preferred_and_kept():
     b = " ".join(SENTS[4:8])
     ps = split_passages(doc(f"{a}\n\n{b}"), PassagesConfig(max_chars=200, min_chars=20), splitter=rules)
     assert [p.text for p in ps] == [a, b]  # not a + half of b
-    both = split_passages(
-        doc("첫 문단이다.\n\n둘째 문단이다.\n셋째 줄이다."), PassagesConfig(), splitter=rules
-    )
+    both = split_passages(doc("첫 문단이다.\n\n둘째 문단이다.\n셋째 줄이다."), PassagesConfig(), splitter=rules)
     assert both[0].text == "첫 문단이다.\n\n둘째 문단이다.\n셋째 줄이다."
 
 

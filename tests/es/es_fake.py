@@ -63,9 +63,7 @@ class Index:
     term_cache: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
-def error_body(
-    status: int, etype: str, reason: str, caused_by: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def error_body(status: int, etype: str, reason: str, caused_by: dict[str, Any] | None = None) -> dict[str, Any]:
     err: dict[str, Any] = {"root_cause": [{"type": etype, "reason": reason}], "type": etype, "reason": reason}
     if caused_by:
         err["caused_by"] = caused_by
@@ -337,23 +335,17 @@ class FakeES:
                 if self._reject:
                     status, etype = self._reject.pop(0)
                     err = {"type": etype, "reason": f"rejected by the fake ({status})"}
-                    items.append(
-                        {op: {"_index": meta["_index"], "_id": meta["_id"], "status": status, "error": err}}
-                    )
+                    items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": status, "error": err}})
                     continue
                 if ix is None:
-                    items.append(
-                        {op: {"_id": meta["_id"], "status": 404, "error": {"type": "index_not_found"}}}
-                    )
+                    items.append({op: {"_id": meta["_id"], "status": 404, "error": {"type": "index_not_found"}}})
                     continue
                 status = 200 if meta["_id"] in ix.docs else 201
                 ix.docs[meta["_id"]] = source
                 items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": status}})
             elif op == "delete":
                 present = ix is not None and ix.docs.pop(meta["_id"], None) is not None
-                items.append(
-                    {op: {"_index": meta["_index"], "_id": meta["_id"], "status": 200 if present else 404}}
-                )
+                items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": 200 if present else 404}})
         return {
             "took": 1,
             "errors": any(next(iter(it.values()))["status"] >= 300 for it in items),

@@ -11,9 +11,7 @@ import re
 
 import pytest
 
-pytest.importorskip(
-    "elasticsearch", reason="the es extra is not installed: pip install 'expert-ensemble[es]'"
-)
+pytest.importorskip("elasticsearch", reason="the es extra is not installed: pip install 'expert-ensemble[es]'")
 
 from es_fake import Index, make_config  # noqa: E402
 
@@ -188,9 +186,7 @@ def test_doc_hashes_pages_through_composite_buckets(fake_es, es_cfg, monkeypatch
     build(es_cfg)
     r = ElasticRetriever.open(es_cfg)
     assert r.doc_hashes() == {"a": "hash-a-2", "b": "hash-b-2", "c": "hash-c-3"}
-    aggs = [
-        c.body["aggs"]["docs"]["composite"] for c in fake_es.calls("POST", "_search$") if "aggs" in c.body
-    ]
+    aggs = [c.body["aggs"]["docs"]["composite"] for c in fake_es.calls("POST", "_search$") if "aggs" in c.body]
     assert len(aggs) >= 2
     assert aggs[0]["sources"] == [
         {"doc_id": {"terms": {"field": "doc_id"}}},
@@ -278,9 +274,7 @@ def test_search_sends_bool_query_and_maps_hits(fake_es, es_cfg):
     build(es_cfg)
     r = ElasticRetriever.open(es_cfg)
     hits = r.search("family table", theme="together", k=3)
-    req = [c for c in fake_es.calls("POST", "_search$") if "query" in c.body and "bool" in c.body["query"]][
-        -1
-    ]
+    req = [c for c in fake_es.calls("POST", "_search$") if "query" in c.body and "bool" in c.body["query"]][-1]
     assert req.path == f"/{r.target}/_search"
     assert req.params["search_type"] == "dfs_query_then_fetch"
     assert req.body["query"]["bool"]["must"] == [{"match": {"text.adv": "together"}}]
@@ -408,9 +402,7 @@ def test_concrete_index_under_the_alias_name_is_refused(fake_es, es_cfg):
 def test_overriding_template_is_detected(fake_es, es_cfg):
     """A user template with a higher priority on the same pattern would silently change the mapping."""
     fake_es.templates["theirs"] = {"index_patterns": ["passages-*"], "priority": 900, "template": {}}
-    with pytest.raises(
-        BackendError, match=r"another index template with a priority above 500 matches .passages-\*."
-    ):
+    with pytest.raises(BackendError, match=r"another index template with a priority above 500 matches .passages-\*."):
         ElasticRetriever.open(es_cfg, create=True)
     assert not [n for n in fake_es.indices if PHYSICAL.fullmatch(n)]  # the unusable index was removed
 
@@ -462,7 +454,5 @@ def test_build_index_runs_on_the_backend(fake_es, tmp_path):
 
     rebuilt = build_index(cfg, rebuild=True, checkpoint_passages=1)
     assert (rebuilt.added, rebuilt.passages) == (2, 2)
-    assert fake_es.alias_targets("hamkke") != live and list(fake_es.indices) == fake_es.alias_targets(
-        "hamkke"
-    )
+    assert fake_es.alias_targets("hamkke") != live and list(fake_es.indices) == fake_es.alias_targets("hamkke")
     assert [h.doc_id for h in search(cfg, "할머니도", k=1)] == ["family"]

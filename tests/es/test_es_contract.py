@@ -25,8 +25,7 @@ pytestmark = [
     pytest.mark.es,
     pytest.mark.skipif(
         not os.environ.get("ENSEMBLE_ES_URL"),
-        reason="needs a live Elasticsearch: set ENSEMBLE_ES_URL "
-        "(docker compose -f docker-compose.es.yml up -d)",
+        reason="needs a live Elasticsearch: set ENSEMBLE_ES_URL (docker compose -f docker-compose.es.yml up -d)",
     ),
 ]
 
@@ -157,9 +156,7 @@ def test_incremental_reindex(live):
     assert again.passages == first.passages
 
     changed = root / "corpus" / "family-01-dinner.txt"
-    changed.write_text(
-        changed.read_text(encoding="utf-8") + "\n무지개다리 건너 함께 걸었다.\n", encoding="utf-8"
-    )
+    changed.write_text(changed.read_text(encoding="utf-8") + "\n무지개다리 건너 함께 걸었다.\n", encoding="utf-8")
     (root / "corpus" / "nature-03-sea.txt").unlink()
     third = _build(es_cfg)
     assert (third.added, third.updated, third.deleted) == (0, 1, 1)

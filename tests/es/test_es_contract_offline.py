@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip(
-    "elasticsearch", reason="the es extra is not installed: pip install 'expert-ensemble[es]'"
-)
+pytest.importorskip("elasticsearch", reason="the es extra is not installed: pip install 'expert-ensemble[es]'")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "retrieval"))  # where contract.py lives
 

@@ -8,9 +8,7 @@ import sys
 
 import pytest
 
-pytest.importorskip(
-    "elasticsearch", reason="the es extra is not installed: pip install 'expert-ensemble[es]'"
-)
+pytest.importorskip("elasticsearch", reason="the es extra is not installed: pip install 'expert-ensemble[es]'")
 
 from es_fake import error_body, make_config  # noqa: E402
 
@@ -139,12 +137,8 @@ def test_rejected_stop_tag_explains_the_nori_versions(fake_es, es_cfg):
 
 def test_other_api_errors_keep_the_server_reason(fake_es, es_cfg):
     build = ElasticRetriever.open(es_cfg, create=True)
-    fake_es.fail(
-        "POST", r"/_search$", 400, error_body(400, "search_phase_execution_exception", "all shards failed")
-    )
-    with pytest.raises(
-        BackendError, match=r"refused searching .*400 search_phase_execution_exception.*all shards"
-    ):
+    fake_es.fail("POST", r"/_search$", 400, error_body(400, "search_phase_execution_exception", "all shards failed"))
+    with pytest.raises(BackendError, match=r"refused searching .*400 search_phase_execution_exception.*all shards"):
         build.search("x")
     build.close()
 

@@ -79,9 +79,7 @@ def test_stop_tags_agree_with_the_embedded_analyzer():
     into families must give exactly its stop set (and the adverb-keeping variant its own)."""
     nori = pytest.importorskip("ensemble.text.nori")
     assert {nori.pos_family(t) for t in tpl.NORI_STOP_TAGS} == set(nori.DEFAULT_STOP_TAGS)
-    assert {nori.pos_family(t) for t in tpl.NORI_ADV_STOP_TAGS} == set(
-        nori.DEFAULT_STOP_TAGS - nori.ADVERB_TAGS
-    )
+    assert {nori.pos_family(t) for t in tpl.NORI_ADV_STOP_TAGS} == set(nori.DEFAULT_STOP_TAGS - nori.ADVERB_TAGS)
     assert set(tpl.ADVERB_TAGS) == set(nori.ADVERB_TAGS)
 
 
@@ -140,9 +138,7 @@ def test_compose_publishes_on_loopback_only_with_volume_and_healthcheck():
 def test_compose_server_major_matches_the_client_extra():
     """The 9.x client refuses 8.x servers: the es extra, the compose pin and the template must agree."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    extra = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"][
-        "optional-dependencies"
-    ]
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
     spec = " ".join(extra["es"])
     assert f">={tpl.SERVER_MAJOR}" in spec and f"<{tpl.SERVER_MAJOR + 1}" in spec
     image_version = _compose()["services"]["elasticsearch"]["image"].rsplit(":", 1)[1]

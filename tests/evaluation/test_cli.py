@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import ORIGINAL, SOURCE, topical_text
+from eval_kit import ORIGINAL, SOURCE, topical_text
 
 ENV = {"OMP_NUM_THREADS": "1"}
 SECTION_KEYS = {"heading", "chars", "distinct_2", "rep_4", "copy_rate", "own_expert_rank", "perplexity"}
@@ -28,9 +28,7 @@ def test_json_report_has_the_documented_shape(project, cli):
     assert r.code == 0, r.stderr
     data = json.loads(r.stdout)  # stdout holds the JSON and nothing else
     assert set(data) >= {"overall", "sections", "notes", "settings"}
-    assert {"chars", "distinct_2", "rep_4", "copy_rate", "perplexity", "expert_perplexity"} <= set(
-        data["overall"]
-    )
+    assert {"chars", "distinct_2", "rep_4", "copy_rate", "perplexity", "expert_perplexity"} <= set(data["overall"])
     assert len(data["sections"]) == 2
     family, copied = data["sections"]
     assert SECTION_KEYS <= set(family)

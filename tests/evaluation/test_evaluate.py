@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import CORPUS, ORIGINAL, SOURCE, topical_text
+from eval_kit import CORPUS, ORIGINAL, SOURCE, topical_text
 
 from ensemble.core.errors import EnsembleError
 from ensemble.evaluation import evaluate
@@ -61,9 +61,7 @@ def test_a_section_under_the_wrong_expert_does_not_rank_it_first(project):
 
 def test_perplexity_is_finite_and_lower_in_domain(project):
     in_domain = topical_text("family", sentences=12, seed=7)
-    out_of_domain = (
-        "The committee postponed the quarterly budget review until the auditors filed their report."
-    )
+    out_of_domain = "The committee postponed the quarterly budget review until the auditors filed their report."
     doc = project.document([("가족", in_domain), ("english", out_of_domain)])
     r = evaluate(project.cfg, doc)
     inside, outside = r.sections

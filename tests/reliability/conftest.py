@@ -17,9 +17,7 @@ for p in (str(HERE), str(HERE.parent)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from reliability_kit import SECTIONS, corpus_texts, ensemble, ok, write_project  # noqa: E402
-
-COMPOSE_SEED = 3
+from reliability_kit import COMPOSE_SEED, SECTIONS, corpus_texts, ensemble, ok, write_project  # noqa: E402
 
 
 @dataclass

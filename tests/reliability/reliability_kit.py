@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-
-# Present in the environment of every command the suite runs; must never reach a file or stderr.
 from tinylm import SENTENCE_FRAMES, TOPIC_WORDS, topic_corpus
 
+COMPOSE_SEED = 3
+# Present in the environment of every command the suite runs; must never reach a file or stderr.
 SECRET = "s3cr3t-Reliability-7f3a9c"
 SECRET_ENV = {"ENSEMBLE_ES_USERNAME": "elastic", "ENSEMBLE_ES_PASSWORD": SECRET}
 
-WORDS = {t: TOPIC_WORDS[t] for t in ('family', 'friends', 'village')}
+WORDS = {t: TOPIC_WORDS[t] for t in ("family", "friends", "village")}
 FRAMES = SENTENCE_FRAMES
 
 # A few optimizer steps per expert, checkpointed every epoch (so a kill mid-training has something to resume).
@@ -84,9 +84,7 @@ def write_project(root: Path, base: Path | None) -> Path:
         cfg["base_model"] = str(base)
     dump_yaml(root / "ensemble.yaml", cfg)
     dump_yaml(root / "topics.yaml", {"theme": "함께", "defaults": TRAIN_DEFAULTS, "topics": TOPICS})
-    dump_yaml(
-        root / "outline.yaml", {"title": "함께 사는 이야기", "defaults": GEN_DEFAULTS, "sections": SECTIONS}
-    )
+    dump_yaml(root / "outline.yaml", {"title": "함께 사는 이야기", "defaults": GEN_DEFAULTS, "sections": SECTIONS})
     return root
 
 
@@ -301,9 +299,7 @@ def index_orphans(root: Path) -> list[str]:
     index = root / "work" / "index"
     meta = json.loads((index / "meta.json").read_text(encoding="utf-8"))
     live = {s["segment_id"].replace("-", "") for s in meta["segments"]}
-    segment_files = [
-        p for p in index.iterdir() if len(p.name.split(".")[0]) == 32 and not p.name.startswith(".")
-    ]
+    segment_files = [p for p in index.iterdir() if len(p.name.split(".")[0]) == 32 and not p.name.startswith(".")]
     return sorted(p.name for p in segment_files if p.name.split(".")[0] not in live)
 
 

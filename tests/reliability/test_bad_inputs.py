@@ -184,9 +184,7 @@ def corrupt_adapter(root: Path, pipe) -> None:
 
 
 def corrupt_manifest(root: Path, pipe) -> None:
-    (root / "work" / "experts" / "family" / "manifest.json").write_text(
-        '{"name": "family", "meth', encoding="utf-8"
-    )
+    (root / "work" / "experts" / "family" / "manifest.json").write_text('{"name": "family", "meth', encoding="utf-8")
 
 
 def non_empty_dir(root: Path, pipe) -> None:
@@ -293,9 +291,7 @@ CASES = [
         "fresh",
         ["build-index"],
         ["ensemble.yaml", "UTF-8"],
-        lambda root, pipe: (root / "ensemble.yaml").write_bytes(
-            GOOD_YAML_HEAD.encode() + "# café\n".encode("latin-1")
-        ),
+        lambda root, pipe: (root / "ensemble.yaml").write_bytes(GOOD_YAML_HEAD.encode() + "# café\n".encode("latin-1")),
     ),
     Case(
         "config-debug-shows-traceback",
@@ -397,9 +393,7 @@ CASES = [
         elasticsearch_unreachable,
         max_seconds=60,
     ),
-    Case(
-        "analyze-unknown-analyzer", "none", ["analyze", "함께", "--analyzer", "klingon"], ["klingon", "nori"]
-    ),
+    Case("analyze-unknown-analyzer", "none", ["analyze", "함께", "--analyzer", "klingon"], ["klingon", "nori"]),
     Case("schema-unknown-name", "none", ["schema", "nope"], ["nope", "choose"]),
     Case("init-non-empty-dir", "none", ["init", "target"], ["target", "--force"], non_empty_dir),
     Case("init-onto-a-file", "none", ["init", "target"], ["target", "not a directory"], regular_file),
@@ -435,8 +429,7 @@ CASES = [
         ["train-experts", "topics.yaml"],
         ["topics.yaml:4", "defaults.epochs", "lots"],
         topics_file(
-            raw="theme: 함께\ndefaults:\n  top_k: 10\n  epochs: lots\n"
-            "topics:\n  - name: a\n    queries: [가족]\n"
+            raw="theme: 함께\ndefaults:\n  top_k: 10\n  epochs: lots\ntopics:\n  - name: a\n    queries: [가족]\n"
         ),
     ),
     Case(

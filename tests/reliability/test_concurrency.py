@@ -99,9 +99,7 @@ def test_two_train_experts_runs_one_refuses_the_experts_equal_a_single_run(pipel
     assert visible_leftovers(root) == [] and manifests_parse(root) == []
     for name in ("family", "friends"):
         got = json.loads((root / "work" / "experts" / name / "dataset" / "passages.json").read_text())
-        ref = json.loads(
-            (pipeline.trained / "work" / "experts" / name / "dataset" / "passages.json").read_text()
-        )
+        ref = json.loads((pipeline.trained / "work" / "experts" / name / "dataset" / "passages.json").read_text())
         assert got == ref
         m = json.loads((root / "work" / "experts" / name / "manifest.json").read_text())
         assert m["val_perplexity_after"] < m["val_perplexity_before"]

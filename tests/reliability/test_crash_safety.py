@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import COMPOSE_SEED
 from reliability_kit import (
+    COMPOSE_SEED,
     ensemble,
     index_orphans,
     index_passages,
@@ -78,9 +78,7 @@ def test_rebuild_killed_midway_keeps_the_previous_index_searchable(big_corpus, t
     rng = random.Random(7)
     root = shutil.copytree(big_corpus.reference, tmp_path / "project")
     before = search_results(root)
-    k = run_and_kill(
-        "build-index", "--rebuild", cwd=root, when=_rebuild_started(root), delay=rng.uniform(0, 0.5)
-    )
+    k = run_and_kill("build-index", "--rebuild", cwd=root, when=_rebuild_started(root), delay=rng.uniform(0, 0.5))
     assert k.killed, "the rebuild finished before its kill point"
     assert search_results(root) == before, "the previous index changed"
     ok(ensemble("build-index", "--rebuild", cwd=root))
@@ -93,9 +91,7 @@ def test_rebuild_killed_midway_keeps_the_previous_index_searchable(big_corpus, t
 
 
 def _dataset(root: Path, name: str) -> list[tuple[str, str]]:
-    rows = json.loads((root / "work" / "experts" / name / "dataset" / "passages.json").read_text())[
-        "passages"
-    ]
+    rows = json.loads((root / "work" / "experts" / name / "dataset" / "passages.json").read_text())["passages"]
     return sorted((r["id"], r["split"]) for r in rows)
 
 
@@ -103,9 +99,7 @@ def test_train_experts_killed_mid_training_resumes_to_complete_experts(pipeline,
     rng = random.Random(5)
     root = pipeline.copy("indexed", tmp_path / "project")
     # The uninterrupted run printed one line per epoch and expert; kill after one of them, chosen by the seed.
-    epoch_lines = sum(
-        "epoch" in line for r in pipeline.runs if "train-experts" in r.args for line in r.err_lines
-    )
+    epoch_lines = sum("epoch" in line for r in pipeline.runs if "train-experts" in r.args for line in r.err_lines)
     assert epoch_lines >= 4
     k = run_and_kill(
         "train-experts",
@@ -133,9 +127,9 @@ def test_train_experts_killed_mid_training_resumes_to_complete_experts(pipeline,
         m = json.loads((d / "manifest.json").read_text())
         ref = json.loads((pipeline.trained / "work" / "experts" / name / "manifest.json").read_text())
         got_rows = json.loads((d / "dataset" / "passages.json").read_text())["passages"]
-        ref_rows = json.loads(
-            (pipeline.trained / "work" / "experts" / name / "dataset" / "passages.json").read_text()
-        )["passages"]
+        ref_rows = json.loads((pipeline.trained / "work" / "experts" / name / "dataset" / "passages.json").read_text())[
+            "passages"
+        ]
         assert got_rows == ref_rows
         assert m["data"]["dataset_sha256"] == ref["data"]["dataset_sha256"]
         assert m["steps"] == ref["steps"]

@@ -48,18 +48,14 @@ def test_no_pickle_and_torch_load_only_with_weights_only():
     for path, tree in _sources():
         for node in ast.walk(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
-                names = [a.name for a in node.names] + (
-                    [node.module] if isinstance(node, ast.ImportFrom) else []
-                )
+                names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
                 if any(n and n.split(".")[0] in PICKLE_MODULES for n in names):
                     found.append(f"{_where(path, node)}: imports {names}")
             elif isinstance(node, ast.Call):
                 name = _call_name(node)
                 if name.endswith("torch.load") or (name == "load" and _imported_from_torch(tree)):
                     kw = {k.arg: k.value for k in node.keywords}
-                    safe = (
-                        isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
-                    )
+                    safe = isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
                     if not safe:
                         found.append(f"{_where(path, node)}: {name}() without weights_only=True")
                 if name.endswith(("numpy.load", "np.load")):
@@ -88,9 +84,7 @@ def test_remote_code_is_off_by_default_and_only_the_config_can_turn_it_on():
                 loads += 1
             if isinstance(node, ast.keyword) and node.arg == "trust_remote_code":
                 if not (isinstance(node.value, ast.Attribute) and node.value.attr == "trust_remote_code"):
-                    problems.append(
-                        f"{_where(path, node.value)}: trust_remote_code={ast.unparse(node.value)}"
-                    )
+                    problems.append(f"{_where(path, node.value)}: trust_remote_code={ast.unparse(node.value)}")
             if isinstance(node, ast.Dict):
                 for k, v in zip(node.keys, node.values, strict=True):
                     if isinstance(k, ast.Constant) and k.value == "trust_remote_code":
@@ -103,12 +97,8 @@ def test_remote_code_is_off_by_default_and_only_the_config_can_turn_it_on():
 def test_a_full_run_leaves_only_safetensors_weights(pipeline):
     work = pipeline.composed / "work"
     files = [p for p in work.rglob("*") if p.is_file()]
-    assert [
-        p.relative_to(work).as_posix() for p in files if p.name.endswith(UNSAFE_NAMES) or is_pickled(p)
-    ] == []
-    assert not [p for p in work.rglob("checkpoints") if p.is_dir()], (
-        "training checkpoints left after training"
-    )
+    assert [p.relative_to(work).as_posix() for p in files if p.name.endswith(UNSAFE_NAMES) or is_pickled(p)] == []
+    assert not [p for p in work.rglob("checkpoints") if p.is_dir()], "training checkpoints left after training"
     weights = sorted(p.relative_to(work).as_posix() for p in work.rglob("*.safetensors"))
     assert weights == [
         "experts/family/adapter/adapter_model.safetensors",

@@ -34,10 +34,7 @@ def snapshot(cfg):
     """What a user can observe of an index: its documents, passage count, and ranked results."""
     r = open_retriever(cfg)
     try:
-        results = {
-            (q, t): [(h.id, round(h.score, 4), h.text) for h in r.search(q, theme=t, k=20)]
-            for q, t in QUERIES
-        }
+        results = {(q, t): [(h.id, round(h.score, 4), h.text) for h in r.search(q, theme=t, k=20)] for q, t in QUERIES}
         return r.passage_count(), r.doc_hashes(), results
     finally:
         r.close()

@@ -203,9 +203,7 @@ def test_adv_analyzer_name_and_cached_analyzers():
 def test_cached_fast_path_and_token_walk_agree_with_a_cold_analyzer():
     from ensemble.text.nori import NoriAnalyzer
 
-    texts = [
-        line.partition("\t")[2] for line in (DATA / "nori_sentences.tsv").read_text("utf-8").splitlines()
-    ]
+    texts = [line.partition("\t")[2] for line in (DATA / "nori_sentences.tsv").read_text("utf-8").splitlines()]
     cold = [NoriAnalyzer()(t) for t in texts]  # a fresh analyzer per text walks the lattice nodes
     warm = NoriAnalyzer()
     warm.analyze_many(texts)

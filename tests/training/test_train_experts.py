@@ -150,9 +150,7 @@ def test_zero2_deepspeed_on_cpu_single_process(project, fake_retriever, monkeypa
     # DeepSpeed compiles a shared-memory all-reduce kernel for CPU on first use (~1 min, cached); one process
     # never reduces across processes, so the test skips that build.
     monkeypatch.setattr(importlib.import_module("deepspeed.comm.torch"), "build_shm_op", lambda: None)
-    topics = project.topics(
-        [topic("family"), topic("friends")], defaults={"deepspeed": "zero2", "learning_rate": 1e-2}
-    )
+    topics = project.topics([topic("family"), topic("friends")], defaults={"deepspeed": "zero2", "learning_rate": 1e-2})
     family, friends = train_experts(project.cfg, topics)  # two Trainers with DeepSpeed in one process
     for m in (family, friends):
         assert m.val_perplexity_after < m.val_perplexity_before

@@ -10,7 +10,7 @@ from tinylm import SENTENCE_FRAMES, TOPIC_WORDS, topic_corpus
 
 from ensemble.retrieval.base import Hit
 
-WORDS = {t: TOPIC_WORDS[t] for t in ('family', 'friends', 'village', 'nature')}
+WORDS = {t: TOPIC_WORDS[t] for t in ("family", "friends", "village", "nature")}
 FRAMES = SENTENCE_FRAMES
 
 
