@@ -176,9 +176,9 @@ def run_host(root: Path, args) -> dict:
     tok = AutoTokenizer.from_pretrained(root / "base")
     base = GPT2LMHeadModel.from_pretrained(root / "base")
     names = [f"expert{e}" for e in range(args.experts)]
-    cache = None if args.cache == "dynamic" else args.cache
+    narrow = {"auto": None, "narrow": True, "full": False}[args.kv]
     host = host_mod.ExpertHost(
-        base, tok, lora={n: root / n for n in names}, cache=cache, max_batch=args.max_batch or None
+        base, tok, lora={n: root / n for n in names}, narrow_kv=narrow, max_batch=args.max_batch or None
     )
     load_s = time.perf_counter() - t_load
 
@@ -267,7 +267,7 @@ ROLES = {"recipe": run_recipe, "host": run_host, "one": run_one}
 
 def child(role: str, root: Path, args, **override) -> dict:
     cmd = [sys.executable, __file__, "--role", role, "--root", str(root)]
-    keys = ("experts", "steps", "max_new_tokens", "candidates", "threads", "prompt_tokens", "size", "cache")
+    keys = ("experts", "steps", "max_new_tokens", "candidates", "threads", "prompt_tokens", "size", "kv")
     for key in (*keys, "max_batch"):
         cmd += [f"--{key.replace('_', '-')}", str(override.get(key, getattr(args, key)))]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -285,7 +285,9 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", choices=["124m", "tiny"], default="124m")
-    ap.add_argument("--cache", choices=["dynamic", "static"], default="dynamic", help="host KV cache")
+    ap.add_argument(
+        "--kv", choices=["auto", "narrow", "full"], default="auto", help="host KV cache: bfloat16 or model dtype"
+    )
     ap.add_argument("--max-batch", type=int, default=0, help="host rows per forward pass (0: the host's default)")
     ap.add_argument("--small-batch", type=int, default=7, help="rows per pass of the memory-saving host run")
     ap.add_argument("--keep", type=Path, help="build the models here once and reuse them")
@@ -317,7 +319,7 @@ def main() -> None:
             build(root, args.experts, args.size)
             took = time.perf_counter() - t
             print(f"built a random {args.size} GPT-2 + {args.experts} LoRA adapters in {took:.0f} s")
-        print(f"torch threads per process: {args.threads}; host KV cache: {args.cache}", flush=True)
+        print(f"torch threads per process: {args.threads}; host KV cache: {args.kv}", flush=True)
         res = {
             "one": child("one", root, args),
             "recipe": child("recipe", root, args),

@@ -37,11 +37,7 @@ JAVA_SOURCE = HERE / "lucene" / "AnalyzerDump.java"
 def read_units(spec: str, limit: int | None) -> list[str]:
     raw, _, style = spec.partition("#")
     path = Path(raw)
-    files = (
-        sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".md", ".jsonl"))
-        if path.is_dir()
-        else [path]
-    )
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".md", ".jsonl")) if path.is_dir() else [path]
     units: list[str] = []
     for f in files:
         if f.suffix == ".tsv":  # STYLE<TAB>TEXT lines; PATH#STYLE keeps one style

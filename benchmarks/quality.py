@@ -163,9 +163,7 @@ def guards(enabled: bool) -> Iterator[dict[str, Any]]:
         guard.RepeatGuard.rejects, guard.CopyGuard.rejects = saved  # type: ignore[method-assign]
 
 
-def prepare(
-    root: Path, preset: str, topics: list[str] | None, train_over: dict[str, Any]
-) -> tuple[Any, Path, list]:
+def prepare(root: Path, preset: str, topics: list[str] | None, train_over: dict[str, Any]) -> tuple[Any, Path, list]:
     """The example project with index, base and experts (each step skipped when already done)."""
     if not (root / "ensemble.yaml").is_file():
         init_project(root)
@@ -239,10 +237,7 @@ def run_config(
                     "perplexity": o.perplexity,
                     "expert_perplexity": o.expert_perplexity,
                     "rejected": sum(
-                        n
-                        for sec in doc.sections
-                        for k, n in sec.stats["rejected"].items()
-                        if k != "incomplete"
+                        n for sec in doc.sections for k, n in sec.stats["rejected"].items() if k != "incomplete"
                     ),
                     "capped": sum(bool(sec.stats["capped"]) for sec in doc.sections),
                     "seconds": doc.seconds,
@@ -264,9 +259,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--workdir", type=Path, default=Path("/tmp/ensemble-quality"), help="project dir (reused)"
-    )
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/ensemble-quality"), help="project dir (reused)")
     ap.add_argument("--preset", default="tiny", help="pretrain-base preset: test, tiny or small")
     ap.add_argument("--seeds", default="0,1", help="comma-separated compose seeds")
     ap.add_argument("--target-chars", type=int, default=600, help="target length of every section")

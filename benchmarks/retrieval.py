@@ -80,9 +80,7 @@ def all_passages(retriever) -> tuple[list[str], list[str]]:
     import tantivy
 
     searcher = retriever._index.searcher()  # noqa: SLF001 - a benchmark may look inside
-    addrs = [
-        a for _, a in searcher.search(tantivy.Query.all_query(), limit=searcher.num_docs, count=False).hits
-    ]
+    addrs = [a for _, a in searcher.search(tantivy.Query.all_query(), limit=searcher.num_docs, count=False).hits]
     offsets = searcher.fast_field_values("off", addrs)
     lengths = searcher.fast_field_values("len", addrs)
     records = [retriever._log.read(o, n) for o, n in zip(offsets, lengths, strict=True)]  # noqa: SLF001
@@ -108,9 +106,7 @@ def analyze_in_workers(texts: list[str], workers: int) -> list[list[str]]:
 
 
 def pct(values: list[float], q: float) -> float:
-    return (
-        statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
-    )
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
 def timed_queries(fn, queries: list[str]) -> tuple[list[float], list]:
@@ -196,12 +192,9 @@ def main() -> None:
             rows.append((k, ours_ms, peer_ms))
             if k == 10:
                 top10 = (ours_hits, peer_hits)
-        theme_ms, _ = timed_queries(
-            lambda q: retriever.search(q, theme="함께 살아가는 사람들", k=500), queries
-        )
+        theme_ms, _ = timed_queries(lambda q: retriever.search(q, theme="함께 살아가는 사람들", k=500), queries)
         print(
-            f"query latency (ms), ours over {len(queries)} queries, peer over "
-            f"{min(len(queries), args.peer_queries)}:"
+            f"query latency (ms), ours over {len(queries)} queries, peer over {min(len(queries), args.peer_queries)}:"
         )
         for k, ours_ms, peer_ms in rows:
             o50, o95, p50, p95 = pct(ours_ms, 50), pct(ours_ms, 95), pct(peer_ms, 50), pct(peer_ms, 95)
@@ -210,8 +203,7 @@ def main() -> None:
                 f"ours faster: p50 {p50 / o50:6.1f}x  p95 {p95 / o95:6.1f}x"
             )
         print(
-            f"  top-500 with a theme (must clause), ours only: p50 {pct(theme_ms, 50):.2f}  "
-            f"p95 {pct(theme_ms, 95):.2f}"
+            f"  top-500 with a theme (must clause), ours only: p50 {pct(theme_ms, 50):.2f}  p95 {pct(theme_ms, 95):.2f}"
         )
 
         position = {pid: i for i, pid in enumerate(ids)}

@@ -85,10 +85,7 @@ def one(args: argparse.Namespace) -> dict:
     n = args.mb * args.grad_accum * args.steps
     g = torch.Generator().manual_seed(1)
     vocab = SIZES[args.size]["vocab_size"]
-    samples = [
-        Sample(torch.randint(0, vocab, (args.seq,), generator=g).tolist(), [True] * args.seq)
-        for _ in range(n)
-    ]
+    samples = [Sample(torch.randint(0, vocab, (args.seq,), generator=g).tolist(), [True] * args.seq) for _ in range(n)]
     from transformers import TrainerCallback
 
     class StepTimes(TrainerCallback):

@@ -29,8 +29,9 @@ def compose(
         None,
         "--max-batch",
         min=1,
-        help="rows per forward pass (default 64); every row holds its own KV cache, so lower it to save "
-        "memory at some cost in speed",
+        help="rows per forward pass; every row holds its own KV cache. Default: as many as keep that cache "
+        "within a tenth of the model's weights (64 MiB for small models), about one model's memory in all; "
+        "raise it for speed",
     ),
     json_out: bool = typer.Option(
         False,

@@ -1,8 +1,9 @@
 """The expert host: one base model in memory, every expert attached to it, batched per-row generation.
 
 - LoRA experts are PEFT adapters on the one base (`PeftModel.from_pretrained` + `load_adapter`); rows of
-  different LoRA experts and of the plain base ("__base__") decode together in ONE batch through PEFT's
-  `adapter_names`, which also works with GPT-2's Conv1D layers.
+  different LoRA experts and of the plain base decode together in ONE batch: plain LoRA adapters through
+  `lora_rows` (the adapters' weights stacked, one batched matmul per layer), other PEFT variants through
+  PEFT's `adapter_names` (a loop over the adapters in every layer). Both work with GPT-2's Conv1D layers.
 - `freeze` experts replaced whole upper blocks, so their rows cannot share a forward pass with other weights.
   Their trained tensors are copied into the base parameters ("swapped in") before their rows run and the
   originals are copied back afterwards. One `generate` call (one chaining round) runs the shared-weights rows
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
@@ -24,13 +26,21 @@ import regex as re
 
 from ..core.errors import ArtifactError
 from .config import BASE_EXPERT
+from .kv_cache import narrow_cache
+from .lora_rows import row_lora_or_none
 from .types import Generation, Request, Sampling
 
 PEFT_BASE = "__base__"
 
-# Rows per forward pass. Wider batches give more tokens/s (on a CPU too: 21 rows ≈ 1.6× the tokens per
-# CPU-second of 7 rows on a GPT-2-124M), but every row holds its own KV cache: lower it to save memory.
-DEFAULT_MAX_BATCH = 64
+# Rows per forward pass, by default: as many as keep the KV cache within this share of the model's weights
+# (or within the floor, for small models), so composing with every expert stays near the memory of one model
+# (benchmarks/compose.py). Wider batches give more tokens/s; `max_batch` trades memory for that.
+KV_BUDGET = 0.10
+KV_BUDGET_FLOOR = 64 * 2**20
+
+# The prompt is run through the model this many positions at a time: the activations of a long prompt times
+# every row would otherwise be the peak of a whole generation (more than its KV cache on a GPT-2-124M).
+PREFILL_CHUNK = 8
 
 # On a CPU, a model this small decodes on ONE thread: its matmuls are too small to split, and with two
 # threads every one of the thousands of tiny ops per step waits on a thread hand-off; when the other core is
@@ -61,7 +71,7 @@ class ExpertHost:
         lora: Mapping[str, str | Path] | None = None,
         freeze: Mapping[str, str | Path] | None = None,
         max_batch: int | None = None,
-        cache: str | None = None,
+        narrow_kv: bool | None = None,
         threads: int | None = None,
     ) -> None:
         import torch
@@ -69,8 +79,11 @@ class ExpertHost:
         model.eval()
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
-        self.max_batch = max_batch or DEFAULT_MAX_BATCH
-        self.cache = cache  # None: transformers' dynamic KV cache; "static": preallocated (no growth copies)
+        self.max_batch = max_batch  # None: from KV_BUDGET, per generation length
+        self._weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        self._kv_per_position = _kv_values_per_position(model.config)
+        # None: a bfloat16 KV cache when the model computes in float32 (a CPU), else the model's own dtype.
+        self.narrow_kv = narrow_kv if narrow_kv is not None else next(model.parameters()).dtype == torch.float32
         small = sum(p.numel() for p in model.parameters()) < SINGLE_THREAD_PARAMS
         # None: leave torch's setting alone (GPU, or a CPU model big enough to use several cores).
         self.threads = threads if threads is not None else (1 if self.device.type == "cpu" and small else None)
@@ -80,6 +93,7 @@ class ExpertHost:
         self.lora_names = sorted(lora or {})
         self.model = _attach_lora(model, lora or {}) if lora else model
         self.model.eval()
+        self._row_lora = row_lora_or_none(self.model, self.lora_names) if lora else None
         self._freeze: dict[str, dict[str, Any]] = {
             name: self._load_freeze(name, Path(path)) for name, path in sorted((freeze or {}).items())
         }
@@ -174,12 +188,27 @@ class ExpertHost:
         for weights, max_new in sorted(groups):
             self._activate(weights or None)
             idx = groups[(weights, max_new)]
-            size = -(-len(idx) // -(-len(idx) // self.max_batch))  # equal chunks: 21 rows by 8 → 7, 7, 7
+            if self.max_batch:
+                limit = self.max_batch
+            else:
+                longest = max(len(self._encode(requests[i].prompt, max_new)) for i in idx)
+                limit = self.rows_within_budget(len(idx), longest + max_new)
+            size = -(-len(idx) // -(-len(idx) // limit))  # equal chunks: 21 rows by 8 → 7, 7, 7
             for at in range(0, len(idx), size):
                 chunk = idx[at : at + size]
                 for i, g in zip(chunk, self._generate_batch([requests[i] for i in chunk], max_new), strict=True):
                     out[i] = g
         return [g for g in out if g is not None]
+
+    def rows_within_budget(self, rows: int, positions: int) -> int:
+        """How many of `rows` rows of `positions` positions fit in one pass with the KV cache within
+        KV_BUDGET of the weights."""
+        if self._kv_per_position == 0:
+            return rows
+        stored = 2 if self.narrow_kv else next(self.model.parameters()).element_size()
+        per_row = self._kv_per_position * positions * stored
+        budget = max(KV_BUDGET * self._weight_bytes, KV_BUDGET_FLOOR)
+        return max(1, min(rows, int(budget // per_row)))
 
     def restore_base(self) -> None:
         self._activate(None)
@@ -221,10 +250,15 @@ class ExpertHost:
             pad_token_id=pad_id,
             eos_token_id=tok.eos_token_id,
             bos_token_id=tok.bos_token_id,
-            cache_implementation=self.cache,
+            prefill_chunk_size=PREFILL_CHUNK if width > PREFILL_CHUNK else None,
         )
         kwargs: dict[str, Any] = {}
-        if self.lora_names:
+        if self.narrow_kv:
+            kwargs["past_key_values"] = narrow_cache(torch.bfloat16, width + max_new)
+        rows: Any = contextlib.nullcontext()
+        if self._row_lora is not None:
+            rows = self._row_lora.rows([r.expert for r in reqs])
+        elif self.lora_names:
             kwargs["adapter_names"] = [self._adapter_name(r.expert) for r in reqs]
         # Our prompts start with the end-of-text token, which is also the pad token: transformers then warns
         # about padding without a mask on steps where it passes none because nothing is padded.
@@ -232,7 +266,7 @@ class ExpertHost:
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), rows:
                 seqs = self.model.generate(
                     input_ids=input_ids,
                     attention_mask=mask,
@@ -262,6 +296,18 @@ class ExpertHost:
                 )
             )
         return out
+
+
+def _kv_values_per_position(config: Any) -> int:
+    """Numbers one row's KV cache holds per position (keys and values over all layers); 0 when unknown."""
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
+    if not (isinstance(layers, int) and isinstance(hidden, int) and isinstance(heads, int) and heads > 0):
+        return 0
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    return layers * 2 * kv_heads * head_dim
 
 
 def _max_positions(model: Any) -> int:

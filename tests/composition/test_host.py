@@ -126,3 +126,57 @@ def test_small_model_decodes_on_one_thread_and_restores_the_setting(host):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_lora_rows_give_what_peft_mixed_batches_give(host, tiny_base):
+    """The side-by-side adapter matmul is the same arithmetic as PEFT's per-adapter loop."""
+    import torch
+
+    assert host._row_lora is not None  # plain LoRA adapters take the batched path
+    host.restore_base()  # a freeze expert may still be swapped in from an earlier round
+    tok = host.tokenizer
+    experts = ["family", "friends", None, "family"]
+    ids = torch.tensor([tok(p, add_special_tokens=False)["input_ids"][:6] for p in [PROMPTS[0], PROMPTS[1]] * 2])
+    with torch.inference_mode():
+        peft_logits = host.model(input_ids=ids, adapter_names=[e or "__base__" for e in experts]).logits
+        with host._row_lora.rows(experts):
+            ours = host.model(input_ids=ids).logits
+        with host.model.disable_adapter():
+            base_only = host.model(input_ids=ids).logits
+    assert torch.allclose(ours, peft_logits, atol=1e-5)
+    assert torch.allclose(ours[2], base_only[2], atol=1e-6)  # the base row gets no adapter
+    assert not torch.allclose(ours[0], base_only[0], atol=1e-3)  # an adapter row does
+
+
+def test_narrow_kv_cache_stores_bfloat16_and_keeps_the_logits(tiny_base):
+    import torch
+
+    from ensemble.composition.kv_cache import narrow_cache
+
+    model, tok = load(tiny_base)
+    ids = torch.tensor([tok(PROMPTS[0], add_special_tokens=False)["input_ids"]])
+    with torch.inference_mode():
+        full = model(input_ids=ids).logits
+        cache = narrow_cache(torch.bfloat16, ids.shape[1] + 4)
+        narrow = model(input_ids=ids, past_key_values=cache).logits
+        step = model(input_ids=ids[:, -1:], past_key_values=cache).logits  # one decoding step on the cache
+    assert cache.layers[0].keys.dtype == torch.bfloat16 and cache.get_seq_length() == ids.shape[1] + 1
+    assert torch.allclose(narrow, full, atol=0.05, rtol=0.01)
+    assert torch.equal(narrow.argmax(-1), full.argmax(-1))
+    assert step.shape[1] == 1 and torch.isfinite(step).all()
+
+
+def test_default_rows_per_pass_keep_the_kv_cache_within_a_tenth_of_the_weights(host):
+    from ensemble.composition.host import KV_BUDGET, KV_BUDGET_FLOOR
+
+    cfg = host.model.get_base_model().config
+    per_position = cfg.n_layer * 2 * cfg.n_embd * 2  # keys and values in every layer, bfloat16 on a CPU
+    weights = sum(p.numel() * p.element_size() for p in host.model.get_base_model().parameters())
+    budget = max(KV_BUDGET * weights, KV_BUDGET_FLOOR)  # a tiny model gets the floor
+    for positions in (40, 2_000, 100_000, 10_000_000):
+        rows = host.rows_within_budget(64, positions)
+        assert rows == max(1, min(64, int(budget // (per_position * positions))))
+        assert rows == 1 or rows * per_position * positions <= budget
+    assert host.rows_within_budget(64, 40) == 64
+    assert host.rows_within_budget(64, 100_000) < host.rows_within_budget(64, 2_000)
+    assert host.rows_within_budget(64, 10_000_000) == 1
