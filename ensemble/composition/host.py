@@ -40,7 +40,7 @@ KV_BUDGET_FLOOR = 64 * 2**20
 
 # The prompt is run through the model this many positions at a time: the activations of a long prompt times
 # every row would otherwise be the peak of a whole generation (more than its KV cache on a GPT-2-124M).
-PREFILL_CHUNK = 8
+PREFILL_CHUNK = 16
 
 # On a CPU, a model this small decodes on ONE thread: its matmuls are too small to split, and with two
 # threads every one of the thousands of tiny ops per step waits on a thread hand-off; when the other core is
