@@ -30,8 +30,8 @@ def compose(
         "--max-batch",
         min=1,
         help="rows per forward pass; every row holds its own KV cache. Default: as many as keep that cache "
-        "within a tenth of the model's weights (64 MiB for small models), about one model's memory in all; "
-        "raise it for speed",
+        "within a quarter of the model's weights (64 MiB for small models); lower it to save memory, raise "
+        "it for speed",
     ),
     json_out: bool = typer.Option(
         False,

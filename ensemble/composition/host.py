@@ -2,7 +2,7 @@
 
 - LoRA experts are PEFT adapters on the one base (`PeftModel.from_pretrained` + `load_adapter`); rows of
   different LoRA experts and of the plain base decode together in ONE batch: plain LoRA adapters through
-  `lora_rows` (the adapters' weights stacked, one batched matmul per layer), other PEFT variants through
+  `lora_rows` (the adapters' weights side by side, one matmul per layer), other PEFT variants through
   PEFT's `adapter_names` (a loop over the adapters in every layer). Both work with GPT-2's Conv1D layers.
 - `freeze` experts replaced whole upper blocks, so their rows cannot share a forward pass with other weights.
   Their trained tensors are copied into the base parameters ("swapped in") before their rows run and the
@@ -35,7 +35,7 @@ PEFT_BASE = "__base__"
 # Rows per forward pass, by default: as many as keep the KV cache within this share of the model's weights
 # (or within the floor, for small models), so composing with every expert stays near the memory of one model
 # (benchmarks/compose.py). Wider batches give more tokens/s; `max_batch` trades memory for that.
-KV_BUDGET = 0.10
+KV_BUDGET = 0.25
 KV_BUDGET_FLOOR = 64 * 2**20
 
 # The prompt is run through the model this many positions at a time: the activations of a long prompt times

@@ -166,7 +166,7 @@ def test_narrow_kv_cache_stores_bfloat16_and_keeps_the_logits(tiny_base):
     assert step.shape[1] == 1 and torch.isfinite(step).all()
 
 
-def test_default_rows_per_pass_keep_the_kv_cache_within_a_tenth_of_the_weights(host):
+def test_default_rows_per_pass_keep_the_kv_cache_within_a_share_of_the_weights(host):
     from ensemble.composition.host import KV_BUDGET, KV_BUDGET_FLOOR
 
     cfg = host.model.get_base_model().config

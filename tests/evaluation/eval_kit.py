@@ -11,20 +11,14 @@ import yaml
 
 # tests/ is on sys.path under pytest (no __init__.py); a site-packages `tests` package shadows that name.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tinylm import write_expert_files  # noqa: E402
+from tinylm import SENTENCE_FRAMES, write_expert_files  # noqa: E402
 
 WORDS = {
     "family": ["가족", "어머니", "아버지", "할머니", "동생", "저녁", "식탁", "부엌"],
     "friends": ["친구", "우정", "학교", "편지", "여행", "약속", "운동장", "선배"],
     "nature": ["산", "바다", "계절", "숲", "바람", "꽃", "강", "들판"],
 }
-FRAMES = [
-    "우리는 {a}와 {b}을 함께 이야기했다.",
-    "{a}에서 {b}까지 함께 걸으며 {c}을 보았다.",
-    "오늘도 {a}은 {b} 곁에서 함께 {c}을 기다렸다.",
-    "{a}의 {b}은 언제나 {c}처럼 따뜻했다.",
-    "함께 만든 {a}은 {b}과 {c}의 기억으로 남았다.",
-]
+FRAMES = SENTENCE_FRAMES
 # Natural prose, nothing like the templates: what a copied passage looks like.
 SOURCE = (
     "등대지기 노인은 매일 새벽 네 시에 일어나 계단 일흔두 개를 올랐다. "
