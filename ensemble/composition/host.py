@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import regex as re
 
 from ..core.errors import ArtifactError
+from ..training.registry import quiet_peft
 from .config import BASE_EXPERT
 from .kv_cache import narrow_cache
 from .lora_rows import row_lora_or_none
@@ -324,9 +324,7 @@ def _attach_lora(model: Any, lora: Mapping[str, str | Path]) -> Any:
 
     names = sorted(lora)
     try:
-        with warnings.catch_warnings():
-            # PEFT calls a transformers method that transformers 5 deprecated; not the user's concern.
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with quiet_peft():
             peft_model = PeftModel.from_pretrained(
                 model, str(lora[names[0]]), adapter_name=names[0], is_trainable=False
             )

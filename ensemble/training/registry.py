@@ -4,8 +4,10 @@ The manifest is written last, so an expert with a readable manifest is complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,6 +157,14 @@ def load_trained_tensors(manifest: ExpertManifest) -> dict[str, Any]:
         raise ArtifactError(f"cannot read trained weights ({e}); retrain this expert", path=path) from None
 
 
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """PEFT calls a transformers method that transformers 5 deprecated; not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def attach_expert(model: Any, manifest: ExpertManifest, *, adapter_name: str | None = None) -> Any:
     """Put an expert over a loaded base: LoRA → a PeftModel (or a further named adapter on one); freeze → the
     trained tensors copied into `model` in place. Returns the model to use."""
@@ -162,10 +172,11 @@ def attach_expert(model: Any, manifest: ExpertManifest, *, adapter_name: str | N
     if manifest.method == "lora":
         from peft import PeftModel
 
-        if isinstance(model, PeftModel):
-            model.load_adapter(str(manifest.adapter_path), adapter_name=name)
-            return model
-        return PeftModel.from_pretrained(model, str(manifest.adapter_path), adapter_name=name)
+        with quiet_peft():
+            if isinstance(model, PeftModel):
+                model.load_adapter(str(manifest.adapter_path), adapter_name=name)
+                return model
+            return PeftModel.from_pretrained(model, str(manifest.adapter_path), adapter_name=name)
     tensors = load_trained_tensors(manifest)
     params = dict(model.named_parameters())
     missing = [k for k in tensors if k not in params]
