@@ -4,8 +4,9 @@ Chain: Nori tokenizer (decompound_mode `discard`, discard_punctuation) -> nori_p
 stop tags) -> nori_readingform -> lowercase. The measured rules behind each step are in the design note
 `nori-parity.md`; the numbered comments below refer to them.
 
-This module reads python-mecab-ko's lattice (`_mecab`), which is not its public API: the equal-cost tie-break
-needs the other dictionary entries at a position, and the node walk is much faster than `MeCab.parse`.
+This module uses python-mecab-ko's `_mecab` module, which is not its public API: the equal-cost tie-break needs
+the lattice's other dictionary entries at a position. Analysis reads mecab's formatted best path (one line per
+morpheme, cached per line) and parses a text into a lattice only when it holds a morpheme not seen before.
 """
 
 from __future__ import annotations
