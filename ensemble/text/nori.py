@@ -11,6 +11,7 @@ morpheme, cached per line) and parses a text into a lattice only when it holds a
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -267,26 +268,15 @@ class NoriAnalyzer:
             self._remember(line, self._kept(morpheme_pieces(node.surface, feature, False)))
 
     def _unknown_terms(self, lines: list[str], i: int) -> tuple[tuple[str, ...], int]:
-        """Nori makes one unknown word of the whole same-script run where no dictionary word starts. mecab
-        may stop earlier and parse the rest (퀄|에서, ①|재료): the following morphemes are joined while the
-        run goes on and no space comes between (a run that would end inside one stops before it). mecab may
-        also group more than one run (a symbol run and a letter run): those are cut into runs. Returns the
-        fragments and how many lines they cover."""
+        """Fragments of the unknown word starting at line `i` (Nori's run, see `_join_unknown`: a following
+        line without leading spaces touches it), and how many lines it covers."""
         surface, _, feature = lines[i].lstrip(" ").partition("\t")
-        count = 1
-        if surface[0] not in _LAUGHTER and unknown_run_length(surface) == len(surface):
-            for following in lines[i + 1 :]:
-                if following[:1] == " ":
-                    break
-                joined = surface + following.partition("\t")[0]
-                if unknown_run_length(joined) < len(joined):
-                    break
-                surface, count = joined, count + 1
-        key = f"{surface}\t{feature}"
+        following = ((line.partition("\t")[0], line[:1] != " ") for line in itertools.islice(lines, i + 1, None))
+        runs, count = _join_unknown(surface, following)
+        key = f"{''.join(runs)}\t{feature}"
         terms = self._unknown.get(key)
         if terms is None:
-            pieces = [p for run in _split_runs(surface) for p in morpheme_pieces(run, feature, True)]
-            terms = self._kept(pieces)
+            terms = self._kept([p for run in runs for p in morpheme_pieces(run, feature, True)])
             self._cache(self._unknown, key, terms)
         return terms, count
 
@@ -410,21 +400,31 @@ def _split_runs(surface: str) -> list[str]:
     return runs
 
 
-def _unknown_word(node) -> tuple[list[str], int]:
+def _join_unknown(surface: str, following: Iterable[tuple[str, bool]]) -> tuple[list[str], int]:
     """Nori makes one unknown word of the whole same-script run where no dictionary word starts. mecab may
-    stop earlier and parse the rest (퀄|에서, ①|재료): the nodes are joined while the run goes on and they
-    touch (a run that would end inside a node stops before it). mecab may also group more than one run
-    (a symbol run and a letter run): it is cut into runs. Returns the runs and how many nodes they cover."""
-    surface = node.surface
+    stop earlier and parse the rest (퀄|에서, ①|재료): the following morphemes ((surface, touches the one
+    before)) are joined while the run goes on and they touch (a run that would end inside one stops before
+    it). mecab may also group more than one run (a symbol run and a letter run): it is cut into runs.
+    Returns the runs and how many morphemes they cover."""
     runs = _split_runs(surface)
     if len(runs) > 1 or surface[0] in _LAUGHTER:
         return runs, 1
     count = 1
-    following = node.next
-    while following.stat != _EOS_STAT and following.rlength == following.length:
-        joined = surface + following.surface
-        if unknown_run_length(joined) < len(joined):
+    for after, touching in following:
+        joined = surface + after
+        if not touching or unknown_run_length(joined) < len(joined):
             break
         surface, count = joined, count + 1
-        following = following.next
     return [surface], count
+
+
+def _unknown_word(node) -> tuple[list[str], int]:
+    """`_join_unknown` over the lattice nodes after `node`."""
+
+    def following():
+        after = node.next
+        while after.stat != _EOS_STAT:
+            yield after.surface, after.rlength == after.length
+            after = after.next
+
+    return _join_unknown(node.surface, following())
