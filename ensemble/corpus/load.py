@@ -168,25 +168,20 @@ def iter_source_files(cfg: ProjectConfig, skip_bad: bool = False, warn: Warn | N
     return out
 
 
-def corpus_extent(cfg: ProjectConfig) -> tuple[int, int]:
-    """(about how many documents, bytes) the corpus files hold, without decoding them: for a progress total
-    and for sizing work. Files the reader will refuse count as nothing here; the reader reports them."""
-    documents = size = 0
+def corpus_bytes(cfg: ProjectConfig) -> int:
+    """How many bytes the corpus files hold (for sizing work); files the reader will refuse count as nothing
+    here, the reader reports them."""
     try:
         sources = iter_source_files(cfg, skip_bad=True, warn=lambda _: None)
     except CorpusError:
-        return 0, 0
+        return 0
+    size = 0
     for src in sources:
         try:
             size += src.path.stat().st_size
-            if src.path.suffix.lower() == ".jsonl":
-                with src.path.open("rb") as f:
-                    documents += sum(block.count(b"\n") for block in iter(lambda f=f: f.read(1 << 20), b""))
-            else:
-                documents += 1
         except OSError:
             continue
-    return documents, size
+    return size
 
 
 def iter_sources(cfg: ProjectConfig) -> list[Path]:
@@ -351,11 +346,11 @@ def _jsonl_record(line: str, path: Path, n: int) -> tuple[str, str, str | None]:
     return str(doc_id), text, title
 
 
-def check_documents(cfg: ProjectConfig) -> None:
+def check_documents(cfg: ProjectConfig, skip_bad: bool = False) -> int:
     """Read the whole corpus as `read_documents` does but without cleaning it (a fraction of the cost): the
-    first bad file, line or duplicate id raises here, before a caller that streams has written anything."""
-    for _ in read_documents(cfg, warn=lambda _: None, clean=False):
-        pass
+    first bad file, line or duplicate id raises here (with `skip_bad`: is passed over silently), before a
+    caller that streams has written anything. Returns how many documents it found (before cleaning)."""
+    return sum(1 for _ in read_documents(cfg, skip_bad, warn=lambda _: None, clean=False))
 
 
 def read_documents(

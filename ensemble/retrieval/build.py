@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import ConfigError
 from ..core.locks import work_lock
 from ..core.progress import NullProgress, Progress
-from ..corpus.load import check_documents, corpus_extent, read_documents
+from ..corpus.load import check_documents, corpus_bytes, read_documents
 from ..corpus.passages import split_passages_many
 from .base import Hit, Retriever, open_retriever
 
@@ -141,9 +141,8 @@ def build_index(
     progress = progress or NullProgress()
     started = time.perf_counter()
     with work_lock(cfg.work_path / "build-index.lock"):
-        if not skip_bad:
-            check_documents(cfg)  # bad input fails before anything is written
-        expected_docs, size = corpus_extent(cfg)
+        expected_docs = check_documents(cfg, skip_bad)  # bad input fails before anything is written
+        size = corpus_bytes(cfg)
         corpus = read_documents(cfg, skip_bad=skip_bad, warn=warn)
         first = next(corpus, None)  # so does a corpus with no text left after cleaning
         if workers is None:
