@@ -188,15 +188,14 @@ class ExpertHost:
         for weights, max_new in sorted(groups):
             self._activate(weights or None)
             idx = groups[(weights, max_new)]
-            if self.max_batch:
-                limit = self.max_batch
-            else:
-                longest = max(len(self._encode(requests[i].prompt, max_new)) for i in idx)
-                limit = self.rows_within_budget(len(idx), longest + max_new)
+            encoded = {i: self._encode(requests[i].prompt, max_new) for i in idx}
+            longest = max(len(e) for e in encoded.values())
+            limit = self.max_batch or self.rows_within_budget(len(idx), longest + max_new)
             size = -(-len(idx) // -(-len(idx) // limit))  # equal chunks: 21 rows by 8 → 7, 7, 7
             for at in range(0, len(idx), size):
                 chunk = idx[at : at + size]
-                for i, g in zip(chunk, self._generate_batch([requests[i] for i in chunk], max_new), strict=True):
+                batch = self._generate_batch([requests[i] for i in chunk], [encoded[i] for i in chunk], max_new)
+                for i, g in zip(chunk, batch, strict=True):
                     out[i] = g
         return [g for g in out if g is not None]
 
@@ -224,12 +223,11 @@ class ExpertHost:
         room = max(1, self._max_positions - max_new - 1)
         return ([start] if start is not None else []) + ids[-room:]
 
-    def _generate_batch(self, reqs: list[Request], max_new: int) -> list[Generation]:
+    def _generate_batch(self, reqs: list[Request], encoded: list[list[int]], max_new: int) -> list[Generation]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
         tok = self.tokenizer
-        encoded = [self._encode(r.prompt, max_new) for r in reqs]
         width = max(len(e) for e in encoded)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         pads = [width - len(e) for e in encoded]
