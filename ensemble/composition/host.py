@@ -26,7 +26,7 @@ import regex as re
 from ..core.errors import ArtifactError
 from ..training.registry import quiet_peft
 from .config import BASE_EXPERT
-from .kv_cache import narrow_cache
+from .kv_cache import cache_keyword, narrow_cache
 from .lora_rows import row_lora_or_none
 from .types import Generation, Request, Sampling
 
@@ -94,6 +94,7 @@ class ExpertHost:
         self.model = _attach_lora(model, lora or {}) if lora else model
         self.model.eval()
         self._row_lora = row_lora_or_none(self.model, self.lora_names) if lora else None
+        self._cache_keyword = cache_keyword(self.model)
         self._freeze: dict[str, dict[str, Any]] = {
             name: self._load_freeze(name, Path(path)) for name, path in sorted((freeze or {}).items())
         }
@@ -252,7 +253,7 @@ class ExpertHost:
         )
         kwargs: dict[str, Any] = {}
         if self.narrow_kv:
-            kwargs["past_key_values"] = narrow_cache(torch.bfloat16, width + max_new)
+            kwargs[self._cache_keyword] = narrow_cache(torch.bfloat16, width + max_new)
         rows: Any = contextlib.nullcontext()
         if self._row_lora is not None:
             rows = self._row_lora.rows([r.expert for r in reqs])

@@ -57,3 +57,13 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
                 self.length = max(0, self.length + tokens_to_remove)
 
     return Cache(layer_class_to_replicate=NarrowLayer)
+
+
+def cache_keyword(model: Any) -> str:
+    """The `generate` keyword that takes a Cache: `cache` since transformers renamed it (the old
+    `past_key_values` still works there, with a FutureWarning on stderr)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+

@@ -269,7 +269,6 @@ def run_training(
 ) -> tuple[Any, TrainOutcome]:
     """Train with the HF Trainer, resuming from the last checkpoint in `output_dir`."""
     from transformers import PrinterCallback, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     progress = progress or NullProgress()
     accelerate_env = os.environ.get("ACCELERATE_USE_DEEPSPEED")
@@ -331,7 +330,7 @@ def run_training(
         callbacks=[forward, *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log line on stdout, which carries the product
-    last = get_last_checkpoint(str(output_dir)) if save_checkpoints else None
+    last = last_complete_checkpoint(output_dir) if save_checkpoints else None
     reset_peak_memory(precision.device)
     t0 = time.perf_counter()
     try:
@@ -377,3 +376,24 @@ def _forget_deepspeed(accelerate_env: str | None) -> None:
 
 def remove_checkpoints(output_dir: Path) -> None:
     shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest checkpoint that HF Trainer finished writing, or None; newer, half-written ones are removed.
+
+    Trainer writes `checkpoint-N/` in place, its `trainer_state.json` last: a run killed while saving leaves a
+    directory that `resume_from_checkpoint` rejects.
+    """
+    if not output_dir.is_dir():
+        return None
+    found = []
+    for d in output_dir.iterdir():
+        step = d.name.removeprefix("checkpoint-")
+        if d.is_dir() and d.name.startswith("checkpoint-") and step.isdigit():
+            found.append((int(step), d))
+    for _, d in sorted(found, reverse=True):
+        if (d / "trainer_state.json").is_file():
+            return str(d)
+        shutil.rmtree(d, ignore_errors=True)
+    return None
+

@@ -151,15 +151,16 @@ def test_lora_rows_give_what_peft_mixed_batches_give(host, tiny_base):
 def test_narrow_kv_cache_stores_bfloat16_and_keeps_the_logits(tiny_base):
     import torch
 
-    from ensemble.composition.kv_cache import narrow_cache
+    from ensemble.composition.kv_cache import cache_keyword, narrow_cache
 
     model, tok = load(tiny_base)
     ids = torch.tensor([tok(PROMPTS[0], add_special_tokens=False)["input_ids"]])
     with torch.inference_mode():
         full = model(input_ids=ids).logits
         cache = narrow_cache(torch.bfloat16, ids.shape[1] + 4)
-        narrow = model(input_ids=ids, past_key_values=cache).logits
-        step = model(input_ids=ids[:, -1:], past_key_values=cache).logits  # one decoding step on the cache
+        kw = cache_keyword(model)
+        narrow = model(input_ids=ids, **{kw: cache}).logits
+        step = model(input_ids=ids[:, -1:], **{kw: cache}).logits  # one decoding step on the cache
     assert cache.layers[0].keys.dtype == torch.bfloat16 and cache.get_seq_length() == ids.shape[1] + 1
     assert torch.allclose(narrow, full, atol=0.05, rtol=0.01)
     assert torch.equal(narrow.argmax(-1), full.argmax(-1))
