@@ -95,7 +95,13 @@ def peak_memory(device: str) -> tuple[int, str]:
 @contextlib.contextmanager
 def quiet_hf() -> Iterator[None]:
     """No HF load/save progress bars or deprecation chatter on stderr while we drive the libraries."""
+    import torch
     from transformers.utils import logging as hf_logging
+
+    if "DS_ACCELERATOR" not in os.environ and not torch.cuda.is_available():
+        # What DeepSpeed would conclude itself, said up front: transformers imports it (where installed) and it
+        # would warn on every run that it "was unable to detect" a GPU.
+        os.environ["DS_ACCELERATOR"] = "cpu"
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
