@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +242,13 @@ class ExpertHost:
             pads,
             self._exempt_mask(vocab) if needs_exempt else None,
         )
+        stored = torch.bfloat16 if self.narrow_kv else next(self.model.parameters()).dtype
+        cache = narrow_cache(stored, width + max_new)
+        # Candidates of one section share their prompt and expert: its positions are computed once per
+        # distinct (prompt, expert) and copied to every row that shares them; `generate` does the last one.
+        owner: dict[tuple[str, tuple[int, ...]], int] = {}
+        rows_of = [owner.setdefault((r.expert, tuple(e)), len(owner)) for r, e in zip(reqs, encoded, strict=True)]
+        shared = len(owner) < len(reqs) and width > 1
         gen_config = GenerationConfig(
             max_new_tokens=max_new,
             do_sample=False,
@@ -249,30 +256,28 @@ class ExpertHost:
             pad_token_id=pad_id,
             eos_token_id=tok.eos_token_id,
             bos_token_id=tok.bos_token_id,
-            prefill_chunk_size=PREFILL_CHUNK if width > PREFILL_CHUNK else None,
+            prefill_chunk_size=PREFILL_CHUNK if width > PREFILL_CHUNK and not shared else None,
         )
-        kwargs: dict[str, Any] = {}
-        if self.narrow_kv:
-            kwargs[self._cache_keyword] = narrow_cache(torch.bfloat16, width + max_new)
-        rows: Any = contextlib.nullcontext()
-        if self._row_lora is not None:
-            rows = self._row_lora.rows([r.expert for r in reqs])
-        elif self.lora_names:
-            kwargs["adapter_names"] = [self._adapter_name(r.expert) for r in reqs]
         # Our prompts start with the end-of-text token, which is also the pad token: transformers then warns
         # about padding without a mask on steps where it passes none because nothing is padded.
         quiet = logging.getLogger("transformers.modeling_utils")
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            with torch.inference_mode(), rows:
-                seqs = self.model.generate(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    generation_config=gen_config,
-                    logits_processor=LogitsProcessorList([sampler]),
-                    **kwargs,
-                )
+            with torch.inference_mode():
+                if shared:
+                    firsts = [rows_of.index(u) for u in range(len(owner))]
+                    self._prefill(cache, input_ids[firsts, :-1], mask[firsts], [reqs[i].expert for i in firsts])
+                    cache.batch_select_indices(torch.tensor(rows_of, device=self.device))
+                with self._experts([r.expert for r in reqs]) as kwargs:
+                    seqs = self.model.generate(
+                        input_ids=input_ids,
+                        attention_mask=mask,
+                        generation_config=gen_config,
+                        logits_processor=LogitsProcessorList([sampler]),
+                        **{self._cache_keyword: cache},
+                        **kwargs,
+                    )
         finally:
             quiet.setLevel(level)
         new = seqs[:, width:].tolist()
@@ -295,6 +300,36 @@ class ExpertHost:
                 )
             )
         return out
+
+
+    @contextlib.contextmanager
+    def _experts(self, experts: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Within this block a forward pass runs row i with expert experts[i]; yields the keyword arguments
+        the pass needs for that."""
+        if self._row_lora is not None:
+            with self._row_lora.rows(experts):
+                yield {}
+        elif self.lora_names:
+            yield {"adapter_names": [self._adapter_name(e) for e in experts]}
+        else:
+            yield {}
+
+    def _prefill(self, cache: Any, ids: Any, mask: Any, experts: list[str]) -> None:
+        """Run `ids` (left-padded; `mask` may run one position further) through the model into `cache`,
+        PREFILL_CHUNK positions at a time, with the positions `generate` would give them."""
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        with self._experts(experts) as kwargs:
+            for start in range(0, ids.shape[1], PREFILL_CHUNK):
+                end = min(start + PREFILL_CHUNK, ids.shape[1])
+                self.model(
+                    input_ids=ids[:, start:end],
+                    attention_mask=mask[:, :end],
+                    position_ids=positions[:, start:end],
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **{self._cache_keyword: cache},
+                    **kwargs,
+                )
 
 
 def _kv_values_per_position(config: Any) -> int:

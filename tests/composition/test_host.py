@@ -65,6 +65,28 @@ def test_mixed_batch_equals_each_expert_alone(host, sampling):
         assert len(set(texts)) >= 3, texts
 
 
+def test_candidates_sharing_a_prompt_equal_each_candidate_alone(host):
+    # Three candidates per (prompt, expert): their prompt is computed once and shared, which must not change
+    # what any candidate writes.
+    reqs = [Request(p, e, SAMPLED, 7 * i + c) for i, (p, e) in enumerate(zip(PROMPTS, ["family", "friends", "base"]))
+            for c in range(3)]
+    batches = []
+    hook = host.model.get_base_model().register_forward_pre_hook(
+        lambda m, args, kw: batches.append(kw["input_ids"].shape), with_kwargs=True
+    )
+    try:
+        batched = host.generate(reqs)
+    finally:
+        hook.remove()
+    assert batches[0][0] == len(PROMPTS)  # the prompts ran once each, not once per candidate
+    assert all(b[0] == len(reqs) for b in batches[-3:])
+    alone = [host.generate([r])[0] for r in reqs]
+    assert [g.text for g in batched] == [g.text for g in alone]
+    for b, a in zip(batched, alone, strict=True):
+        assert b.tokens == a.tokens and b.mean_logprob == pytest.approx(a.mean_logprob, abs=1e-4)
+    assert len({g.text for g in batched[:3]}) >= 2  # the candidates did sample differently
+
+
 def test_lora_rows_match_plain_peft(host, tiny_base, expert_store):
     from peft import PeftModel
 
