@@ -8,6 +8,8 @@
   Their trained tensors are copied into the base parameters ("swapped in") before their rows run and the
   originals are copied back afterwards. One `generate` call (one chaining round) runs the shared-weights rows
   first, then each freeze expert's rows as one batch: each freeze expert is swapped in at most once per round.
+- Rows with the same prompt and expert (a section's candidates) share the prompt's computation: it runs once
+  and its KV cache is copied to each of those rows before `generate` goes on from the last prompt position.
 - Sampling happens in our own logits processor, row by row, each row with its own seeded generator and its own
   settings; HF `generate` only ever sees a one-hot choice and decodes greedily. So a row's text depends on its
   prompt, expert and seed, not on which other rows share the batch (up to float rounding).
