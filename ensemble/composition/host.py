@@ -303,7 +303,6 @@ class ExpertHost:
             )
         return out
 
-
     @contextlib.contextmanager
     def _experts(self, experts: Sequence[str]) -> Iterator[dict[str, Any]]:
         """Within this block a forward pass runs row i with expert experts[i]; yields the keyword arguments

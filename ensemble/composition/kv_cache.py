@@ -66,4 +66,3 @@ def cache_keyword(model: Any) -> str:
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-

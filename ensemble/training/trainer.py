@@ -396,4 +396,3 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
             return str(d)
         shutil.rmtree(d, ignore_errors=True)
     return None
-

@@ -34,8 +34,7 @@ def load(base):
     return AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
 
 
-@pytest.fixture(scope="module")
-def host(tiny_base, expert_store):
+def make_host(tiny_base, expert_store):
     model, tok = load(tiny_base)
     experts = expert_store / "experts"
     return ExpertHost(
@@ -46,13 +45,28 @@ def host(tiny_base, expert_store):
     )
 
 
+@pytest.fixture(scope="module")
+def host(tiny_base, expert_store):
+    return make_host(tiny_base, expert_store)
+
+
+@pytest.fixture(scope="module")
+def peft_path_host(tiny_base, expert_store):
+    """A host on PEFT's own mixed-adapter path (`adapter_names`), the one DoRA and other variants take."""
+    h = make_host(tiny_base, expert_store)
+    h._row_lora = None
+    return h
+
+
 def rows(sampling: Sampling) -> list[Request]:
     experts = ["family", "friends", "base", "nature"]
     return [Request(p, e, sampling, 1000 + 10 * i + j) for i, p in enumerate(PROMPTS) for j, e in enumerate(experts)]
 
 
 @pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
-def test_mixed_batch_equals_each_expert_alone(host, sampling):
+@pytest.mark.parametrize("path", ["lora_rows", "peft"])
+def test_mixed_batch_equals_each_expert_alone(request, path, sampling):
+    host = request.getfixturevalue("host" if path == "lora_rows" else "peft_path_host")
     reqs = rows(sampling)
     batched = host.generate(reqs)
     alone = [host.generate([r])[0] for r in reqs]
@@ -65,11 +79,17 @@ def test_mixed_batch_equals_each_expert_alone(host, sampling):
         assert len(set(texts)) >= 3, texts
 
 
-def test_candidates_sharing_a_prompt_equal_each_candidate_alone(host):
+@pytest.mark.parametrize("path", ["lora_rows", "peft"])
+def test_candidates_sharing_a_prompt_equal_each_candidate_alone(request, path):
+    host = request.getfixturevalue("host" if path == "lora_rows" else "peft_path_host")
     # Three candidates per (prompt, expert): their prompt is computed once and shared, which must not change
     # what any candidate writes.
-    reqs = [Request(p, e, SAMPLED, 7 * i + c) for i, (p, e) in enumerate(zip(PROMPTS, ["family", "friends", "base"]))
-            for c in range(3)]
+    experts = ["family", "friends", "base"]
+    reqs = [
+        Request(p, e, SAMPLED, 7 * i + c)
+        for i, (p, e) in enumerate(zip(PROMPTS, experts, strict=True))
+        for c in range(3)
+    ]
     batches = []
     hook = host.model.get_base_model().register_forward_pre_hook(
         lambda m, args, kw: batches.append(kw["input_ids"].shape), with_kwargs=True
