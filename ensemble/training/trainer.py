@@ -392,7 +392,9 @@ def last_complete_checkpoint(output_dir: Path) -> str | None:
         if d.is_dir() and d.name.startswith("checkpoint-") and step.isdigit():
             found.append((int(step), d))
     for _, d in sorted(found, reverse=True):
-        if (d / "trainer_state.json").is_file():
+        try:
+            json.loads((d / "trainer_state.json").read_text(encoding="utf-8"))
             return str(d)
-        shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):
+            shutil.rmtree(d, ignore_errors=True)
     return None
