@@ -1,0 +1,15 @@
+"""What the pipeline's commands print besides the product: their own progress and log lines, not the
+warnings of the libraries they drive (a user reads stderr; library drift shows up here first)."""
+
+from __future__ import annotations
+
+import re
+
+LIBRARY_NOISE = re.compile(r"warning|deprecat|will be removed|\[INFO\]", re.IGNORECASE)
+
+
+def test_pipeline_stderr_carries_no_library_warnings(pipeline):
+    noisy = [f"{' '.join(r.args)}: {line}" for r in pipeline.runs for line in r.err_lines if LIBRARY_NOISE.search(line)]
+    assert noisy == []
+    commands = {"build-index", "train-experts", "compose"}
+    assert {a for r in pipeline.runs for a in r.args if a in commands} == commands
