@@ -5,6 +5,10 @@ holds one bfloat16 buffer sized for the whole generation (half the bytes, and no
 freed copies the allocator keeps), and its states are widened back to the compute type only while that layer
 attends, one layer at a time. The model's arithmetic is unchanged apart from the rounding of the stored states
 (bfloat16 keeps float32's range; GPUs commonly run whole models in it).
+
+Rows that continue the same prompt (a section's candidates) read that prompt's states from one copy: since
+every step widens the states into a fresh float32 tensor anyway, that tensor is assembled from the shared
+prompt part and the row's own positions at no extra memory.
 """
 
 from __future__ import annotations
@@ -14,47 +18,69 @@ from typing import Any
 
 def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
     """A fresh transformers Cache whose layers store up to `max_length` positions as `storage_dtype`
-    (it grows past that if it must)."""
+    (it grows past that if it must).
+
+    `batch_select_indices(rows)` right after a prefill of distinct prompts gives row i the states of prompt
+    `rows[i]`. Where the states are widened for attention anyway (storage narrower than compute), each
+    prompt's states are then kept once and only the positions after them per row; otherwise they are copied.
+    """
     import torch
     from transformers.cache_utils import Cache, DynamicLayer
 
+    def buffer(like: torch.Tensor, rows: int, positions: int) -> torch.Tensor:
+        return like.new_empty((rows, like.shape[1], positions, like.shape[3]), dtype=storage_dtype)
+
     class NarrowLayer(DynamicLayer):
-        length = 0
+        length = 0  # positions held for every row
+        shared = 0  # of which the first `shared` are read from `prompt_keys/values[owner]`
+        owner: torch.Tensor | None = None
 
         def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
             self.dtype, self.device = key_states.dtype, key_states.device
-            self.keys = key_states.new_empty(
-                (*key_states.shape[:2], max_length, key_states.shape[3]), dtype=storage_dtype
-            )
-            self.values = value_states.new_empty(
-                (*value_states.shape[:2], max_length, value_states.shape[3]), dtype=storage_dtype
-            )
-            self.length = 0
+            self.keys = buffer(key_states, key_states.shape[0], max_length)
+            self.values = buffer(value_states, value_states.shape[0], max_length)
             self.is_initialized = True
 
         def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
-            end = self.length + key_states.shape[-2]
+            at = self.length - self.shared
+            end = at + key_states.shape[-2]
             if end > self.keys.shape[-2]:
                 room = end - self.keys.shape[-2]
-                self.keys = torch.cat(
-                    [self.keys, self.keys.new_empty((*self.keys.shape[:2], room, self.keys.shape[3]))], 2
-                )
-                self.values = torch.cat(
-                    [self.values, self.values.new_empty((*self.values.shape[:2], room, self.values.shape[3]))], 2
-                )
-            self.keys[:, :, self.length : end] = key_states
-            self.values[:, :, self.length : end] = value_states
-            self.length = end
-            return self.keys[:, :, :end].to(self.dtype), self.values[:, :, :end].to(self.dtype)
+                self.keys = torch.cat([self.keys, buffer(self.keys, self.keys.shape[0], room)], 2)
+                self.values = torch.cat([self.values, buffer(self.values, self.values.shape[0], room)], 2)
+            self.keys[:, :, at:end] = key_states
+            self.values[:, :, at:end] = value_states
+            self.length += key_states.shape[-2]
+            if self.owner is None:
+                return self.keys[:, :, :end].to(self.dtype), self.values[:, :, :end].to(self.dtype)
+            return self._widen(self.prompt_keys, self.keys, end), self._widen(self.prompt_values, self.values, end)
+
+        def _widen(self, prompt: torch.Tensor, own: torch.Tensor, end: int) -> torch.Tensor:
+            out = own.new_empty((own.shape[0], own.shape[1], self.length, own.shape[3]), dtype=self.dtype)
+            out[:, :, : self.shared] = prompt[self.owner]
+            out[:, :, self.shared :] = own[:, :, :end]
+            return out
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if not self.is_initialized or self.length == 0:
+                return
+            if storage_dtype == self.dtype or self.owner is not None:
+                super().batch_select_indices(indices)
+                return
+            self.prompt_keys = self.keys[:, :, : self.length].clone()
+            self.prompt_values = self.values[:, :, : self.length].clone()
+            self.shared, self.owner = self.length, indices
+            self.keys = buffer(self.keys, len(indices), max(1, max_length - self.length))
+            self.values = buffer(self.values, len(indices), max(1, max_length - self.length))
 
         def get_seq_length(self) -> int:
             return self.length if self.is_initialized else 0
 
         def crop(self, tokens_to_remove: int) -> None:
             if tokens_to_remove < 0 and self.is_initialized:
-                self.length = max(0, self.length + tokens_to_remove)
+                self.length = max(self.shared, self.length + tokens_to_remove)
 
     return Cache(layer_class_to_replicate=NarrowLayer)
 

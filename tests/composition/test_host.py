@@ -209,6 +209,30 @@ def test_narrow_kv_cache_stores_bfloat16_and_keeps_the_logits(tiny_base):
     assert step.shape[1] == 1 and torch.isfinite(step).all()
 
 
+def test_narrow_kv_cache_keeps_a_shared_prompt_once_and_gives_each_row_its_states(tiny_base):
+    import torch
+
+    from ensemble.composition.kv_cache import cache_keyword, narrow_cache
+
+    model, tok = load(tiny_base)
+    a, b = (tok(p, add_special_tokens=False)["input_ids"][:5] for p in PROMPTS[:2])
+    nxt = torch.tensor([[a[0]], [b[0]], [b[1]]])  # each row's own next token
+    kw = cache_keyword(model)
+    with torch.inference_mode():
+        shared = narrow_cache(torch.bfloat16, 8)
+        model(input_ids=torch.tensor([a, b]), **{kw: shared})
+        shared.batch_select_indices(torch.tensor([0, 1, 1]))  # rows 1 and 2 continue prompt b
+        got = model(input_ids=nxt, **{kw: shared}).logits
+        copied = narrow_cache(torch.bfloat16, 8)
+        model(input_ids=torch.tensor([a, b, b]), **{kw: copied})
+        want = model(input_ids=nxt, **{kw: copied}).logits
+    layer = shared.layers[0]
+    assert layer.prompt_keys.shape[0] == 2 and layer.keys.shape[0] == 3  # the prompts once, new positions per row
+    assert layer.keys.shape[2] == 8 - 5 and shared.get_seq_length() == 6
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got[1], got[2], atol=1e-3)  # rows sharing a prompt still go their own way
+
+
 def test_default_rows_per_pass_keep_the_kv_cache_within_a_share_of_the_weights(host):
     from ensemble.composition.host import KV_BUDGET, KV_BUDGET_FLOOR
 
