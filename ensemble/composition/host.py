@@ -28,7 +28,7 @@ import regex as re
 from ..core.errors import ArtifactError
 from ..training.registry import quiet_peft
 from .config import BASE_EXPERT
-from .kv_cache import cache_keyword, narrow_cache
+from .kv_cache import cache_keyword, forward_parameters, narrow_cache
 from .lora_rows import row_lora_or_none
 from .types import Generation, Request, Sampling
 
@@ -97,6 +97,7 @@ class ExpertHost:
         self.model.eval()
         self._row_lora = row_lora_or_none(self.model, self.lora_names) if lora else None
         self._cache_keyword = cache_keyword(self.model)
+        self._forward_takes = forward_parameters(self.model)
         self._freeze: dict[str, dict[str, Any]] = {
             name: self._load_freeze(name, Path(path)) for name, path in sorted((freeze or {}).items())
         }
@@ -319,16 +320,18 @@ class ExpertHost:
         """Run `ids` (left-padded; `mask` may run one position further) through the model into `cache`,
         PREFILL_CHUNK positions at a time, with the positions `generate` would give them."""
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        extra = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_takes else {}
         with self._experts(experts) as kwargs:
             for start in range(0, ids.shape[1], PREFILL_CHUNK):
                 end = min(start + PREFILL_CHUNK, ids.shape[1])
+                if "position_ids" in self._forward_takes:  # as `generate` does: from the mask, padding skipped
+                    extra["position_ids"] = positions[:, start:end]
                 self.model(
                     input_ids=ids[:, start:end],
                     attention_mask=mask[:, :end],
-                    position_ids=positions[:, start:end],
                     use_cache=True,
-                    logits_to_keep=1,
                     **{self._cache_keyword: cache},
+                    **extra,
                     **kwargs,
                 )
 

@@ -85,10 +85,15 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
     return Cache(layer_class_to_replicate=NarrowLayer)
 
 
-def cache_keyword(model: Any) -> str:
-    """The `generate` keyword that takes a Cache: `cache` since transformers renamed it (the old
-    `past_key_values` still works there, with a FutureWarning on stderr)."""
+def forward_parameters(model: Any) -> frozenset[str]:
+    """The keyword arguments the (PEFT-wrapped) model's own forward takes."""
     import inspect
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return frozenset(inspect.signature(base.forward).parameters)
+
+
+def cache_keyword(model: Any) -> str:
+    """The `generate` keyword that takes a Cache: `cache` since transformers renamed it (the old
+    `past_key_values` still works there, with a FutureWarning on stderr)."""
+    return "cache" if "cache" in forward_parameters(model) else "past_key_values"
