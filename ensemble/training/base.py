@@ -10,6 +10,7 @@ from typing import Any
 from ..config.project import ProjectConfig
 from ..core.artifacts import sha256_file, write_json_atomic
 from ..core.errors import ArtifactError
+from .runtime import quiet_hf
 
 _FINGERPRINT_CACHE = ".ensemble-fingerprint.json"
 _TOKENIZER_FILES = (
@@ -69,8 +70,9 @@ def load_base_model(cfg: ProjectConfig, *, device: str | None = None, dtype: Any
     ref = cfg.base_model_path
     common = {"revision": cfg.base_model_revision, "trust_remote_code": cfg.trust_remote_code}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(ref, **common)
-        model = AutoModelForCausalLM.from_pretrained(ref, use_safetensors=True, dtype=dtype, **common)
+        with quiet_hf():
+            tokenizer = AutoTokenizer.from_pretrained(ref, **common)
+            model = AutoModelForCausalLM.from_pretrained(ref, use_safetensors=True, dtype=dtype, **common)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArtifactError(
