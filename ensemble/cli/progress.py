@@ -9,8 +9,12 @@ from ..core.progress import NullProgress
 
 
 class RichProgress:
+    """Live bars on a terminal; where stderr is a file or a pipe (logs, CI) only the log and summary lines,
+    since a bar drawn there is one final, empty render."""
+
     def __init__(self) -> None:
         self.console = Console(stderr=True)
+        self._live = self.console.is_terminal
         self._bars = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -23,6 +27,8 @@ class RichProgress:
         self._tasks: dict[str, int] = {}
 
     def start(self, task: str, total: int | None = None) -> None:
+        if not self._live:
+            return
         if not self._tasks:
             self._bars.start()
         self._tasks[task] = self._bars.add_task(task, total=total, info="")
@@ -37,7 +43,7 @@ class RichProgress:
         tid = self._tasks.pop(task, None)
         if tid is not None:
             self._bars.remove_task(tid)
-        if not self._tasks:
+        if self._live and not self._tasks:
             self._bars.stop()
         if summary:
             self.console.print(summary, markup=False, highlight=False)
