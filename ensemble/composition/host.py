@@ -9,7 +9,8 @@
   originals are copied back afterwards. One `generate` call (one chaining round) runs the shared-weights rows
   first, then each freeze expert's rows as one batch: each freeze expert is swapped in at most once per round.
 - Rows with the same prompt and expert (a section's candidates) share the prompt's computation: it runs once
-  and its KV cache is copied to each of those rows before `generate` goes on from the last prompt position.
+  and its KV cache goes to each of those rows (kept once in the narrow cache, copied otherwise) before
+  `generate` goes on from the last prompt position.
 - Sampling happens in our own logits processor, row by row, each row with its own seeded generator and its own
   settings; HF `generate` only ever sees a one-hot choice and decodes greedily. So a row's text depends on its
   prompt, expert and seed, not on which other rows share the batch (up to float rounding).
@@ -248,7 +249,7 @@ class ExpertHost:
         stored = torch.bfloat16 if self.narrow_kv else next(self.model.parameters()).dtype
         cache = narrow_cache(stored, width + max_new)
         # Candidates of one section share their prompt and expert: its positions are computed once per
-        # distinct (prompt, expert) and copied to every row that shares them; `generate` does the last one.
+        # distinct (prompt, expert) and handed to every row that shares them; `generate` does the last one.
         owner: dict[tuple[str, tuple[int, ...]], int] = {}
         rows_of = [owner.setdefault((r.expert, tuple(e)), len(owner)) for r, e in zip(reqs, encoded, strict=True)]
         shared = len(owner) < len(reqs) and width > 1

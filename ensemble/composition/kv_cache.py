@@ -68,12 +68,19 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
                 return
             if storage_dtype == self.dtype or self.owner is not None:
                 super().batch_select_indices(indices)
+                if self.owner is not None:  # rows already read a shared prompt: they keep reading theirs
+                    self.owner = self.owner[indices]
                 return
             self.prompt_keys = self.keys[:, :, : self.length].clone()
             self.prompt_values = self.values[:, :, : self.length].clone()
             self.shared, self.owner = self.length, indices
             self.keys = buffer(self.keys, len(indices), max(1, max_length - self.length))
             self.values = buffer(self.values, len(indices), max(1, max_length - self.length))
+
+        def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+            super().reorder_cache(beam_idx)
+            if self.owner is not None:
+                self.owner = self.owner[beam_idx.to(self.owner.device)]
 
         def get_seq_length(self) -> int:
             return self.length if self.is_initialized else 0

@@ -233,6 +233,26 @@ def test_narrow_kv_cache_keeps_a_shared_prompt_once_and_gives_each_row_its_state
     assert not torch.allclose(got[1], got[2], atol=1e-3)  # rows sharing a prompt still go their own way
 
 
+def test_narrow_kv_cache_selecting_rows_again_keeps_each_rows_shared_prompt(tiny_base):
+    import torch
+
+    from ensemble.composition.kv_cache import cache_keyword, narrow_cache
+
+    model, tok = load(tiny_base)
+    a, b = (tok(p, add_special_tokens=False)["input_ids"][:5] for p in PROMPTS[:2])
+    kw = cache_keyword(model)
+    logits = []
+    with torch.inference_mode():
+        for prompts, first in (([a, b], [0, 1, 1]), ([a, b, b], [0, 1, 2])):  # shared, then copied
+            cache = narrow_cache(torch.bfloat16, 8)
+            model(input_ids=torch.tensor(prompts), **{kw: cache})
+            cache.batch_select_indices(torch.tensor(first))
+            model(input_ids=torch.tensor([[a[0]], [b[0]], [b[1]]]), **{kw: cache})
+            cache.batch_select_indices(torch.tensor([2, 0]))  # keep rows 2 and 0, in that order
+            logits.append(model(input_ids=torch.tensor([[b[2]], [a[1]]]), **{kw: cache}).logits)
+    assert torch.allclose(logits[0], logits[1], atol=1e-5)
+
+
 def test_default_rows_per_pass_keep_the_kv_cache_within_a_share_of_the_weights(host):
     from ensemble.composition.host import KV_BUDGET, KV_BUDGET_FLOOR
 
