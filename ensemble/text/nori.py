@@ -278,9 +278,7 @@ class NoriAnalyzer:
             if key >= 0:
                 terms = self._key_terms(key, surface)
             else:
-                following = (
-                    (data[b : b + n].decode(), n == rn) for b, n, rn in itertools.islice(spans, i + 1, None)
-                )
+                following = ((data[b : b + n].decode(), n == rn) for b, n, rn in itertools.islice(spans, i + 1, None))
                 terms, count = self._unknown_word_terms(surface, self._path.feature(key), following)
             found[i] = terms
             found[i + 1 : i + count] = [empty] * (count - 1)  # nodes joined into an unknown run
