@@ -7,6 +7,8 @@ packed into documents until the corpus holds about `--passages` passages of 150-
 
 - build: `build_index` on that corpus (clean, split, analyze with nori + nori_adv, index), passages/s;
   the peer is rank_bm25.BM25Okapi fed the same passages' nori terms (its analysis timed on the same workers).
+  Then the nori analyzer's two engines on 10,000 of the passages in one process: the compiled best path
+  (`ensemble/text/_mecab_path.pyx`) against python-mecab-ko, and whether their terms are identical.
 - query: p50/p95 latency of `search` for top-10 and top-500 (analysis and fetching the texts included)
   against rank_bm25's get_scores + argsort on the same terms (its analysis included).
 - agreement: top-10 overlap with rank_bm25 (k1=1.2, b=0.75 there too). rank_bm25's idf is
@@ -105,6 +107,22 @@ def analyze_in_workers(texts: list[str], workers: int) -> list[list[str]]:
         return [terms for part in pool.map(_analyze_chunk, chunks) for terms in part]
 
 
+def compare_engines(texts: list[str]) -> tuple[float, float, bool]:
+    """Passages/s of the nori analyzer on its compiled best path and on python-mecab-ko (both fields, fresh
+    caches), and whether the two give the same terms."""
+    from ensemble.text.nori import ADVERB_TAGS, DEFAULT_STOP_TAGS, NoriAnalyzer
+
+    rates, outputs = [], []
+    for compiled in (True, False):
+        analyzer = NoriAnalyzer(DEFAULT_STOP_TAGS, DEFAULT_STOP_TAGS - ADVERB_TAGS, compiled=compiled)
+        if compiled and analyzer._path is None:  # noqa: SLF001
+            raise SystemExit("the compiled best path is not built: reinstall with a C compiler (pip install -e .)")
+        t = time.perf_counter()
+        outputs.append([analyzer.fields(x) for x in texts])
+        rates.append(len(texts) / (time.perf_counter() - t))
+    return rates[0], rates[1], outputs[0] == outputs[1]
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
@@ -177,6 +195,12 @@ def main() -> None:
             f"  build ratio ours/peer: {ours_build / peer_build:.2f}x  "
             f"(ours analyzes two fields and splits sentences; nori analysis alone: "
             f"{len(texts) / peer_analysis:,.0f} passages/s)"
+        )
+
+        compiled, mecab, same = compare_engines(texts[:10_000])
+        print(
+            f"nori engines, one process, {min(len(texts), 10_000):,} passages, both fields: compiled best path "
+            f"{compiled:,.0f} passages/s vs python-mecab-ko {mecab:,.0f} = {compiled / mecab:.2f}x (same terms: {same})"
         )
 
         def peer_search(q: str, k: int) -> list[tuple[int, float]]:
