@@ -42,10 +42,11 @@ cdef struct mp_node:
     uint16_t rc
     int32_t penalty
 
-DEF MAX_RESULTS = 512  # mecab's Allocator results_size
-DEF MAX_LOOKUP = 65535  # mecab looks at most this many bytes ahead
-DEF DEFAULT_MAX_GROUPING = 24
-DEF NO_NODE = -1
+cdef enum:
+    MAX_RESULTS = 512  # mecab's Allocator results_size
+    MAX_LOOKUP = 65535  # mecab looks at most this many bytes ahead
+    DEFAULT_MAX_GROUPING = 24
+    NO_NODE = -1
 
 cdef inline uint32_t _type(uint32_t info) noexcept nogil:
     return info & 0x3FFFF

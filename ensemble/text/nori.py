@@ -14,6 +14,7 @@ holds a morpheme not seen before. Both give the same terms; `tokens` (with offse
 from __future__ import annotations
 
 import itertools
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -446,13 +447,19 @@ def _byte_offsets(lines: list[str]) -> list[int]:
     return offsets
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _for_mecab(text: str) -> str:
     """mecab stops at NUL; ㆍ (Nori's interpunct) goes in as ·, which mecab knows as a symbol; line breaks
-    and tabs become spaces (whitespace to Nori too), so each morpheme's output line starts with plain spaces.
-    Every change keeps the length, so offsets stay valid."""
+    and tabs become spaces (whitespace to Nori too), so each morpheme's output line starts with plain spaces;
+    a lone surrogate (JSON can carry one) has no UTF-8 form and becomes U+FFFD. Every change keeps the length,
+    so offsets stay valid."""
     for ch in "\x00\t\n\r\x0b\x0c":
         if ch in text:
             text = text.replace(ch, " ")
+    if _LONE_SURROGATE.search(text):
+        text = _LONE_SURROGATE.sub("\ufffd", text)
     return text.replace("\u318d", "\u00b7")
 
 

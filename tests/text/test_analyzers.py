@@ -70,6 +70,16 @@ def test_nori_treats_the_interpunct_as_punctuation_and_survives_nul():
     assert analyze("a\x00b 가족", "nori") == ["a", "b", "가족"]
 
 
+def test_nori_survives_a_lone_surrogate_on_both_engines():
+    from ensemble.text.nori import NoriAnalyzer
+
+    for compiled in (True, False):
+        analyzer = NoriAnalyzer(compiled=compiled)
+        assert analyzer("가족\ud800과 함께") == analyzer("가족\ufffd과 함께")
+        assert "가족" in analyzer("가족\ud800과 함께")
+        assert [t[0] for t in analyzer.tokens("가족\udfff 저녁")] == analyzer("가족\udfff 저녁")
+
+
 def test_empty_and_blank_text_give_no_terms():
     for name in ANALYZERS:
         assert analyze("", name) == []
