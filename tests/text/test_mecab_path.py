@@ -52,9 +52,8 @@ def test_best_path_is_mecabs_node_for_node(path):
     for text in texts:
         data = _for_mecab(text).encode()
         keys = path.best_path(data)
-        ours = [
-            (data[b : b + n].decode(), path.feature(k), n != rn) for k, (b, n, rn) in zip(keys, path.spans(), strict=True)
-        ]
+        spans = path.spans()
+        ours = [(data[b : b + n].decode(), path.feature(k), n != rn) for k, (b, n, rn) in zip(keys, spans, strict=True)]
         lines = tagger.parse(_for_mecab(text)).split("\n")[:-2]
         theirs = [(line.partition("\t")[0].lstrip(" "), line.partition("\t")[2], line[:1] == " ") for line in lines]
         assert ours == theirs, text
