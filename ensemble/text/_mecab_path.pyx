@@ -89,49 +89,50 @@ cdef class _Dic:
         self.token_count = tsize // sizeof(mp_token)
         self.features = <const char*>(p + dsize + tsize)
 
-    cdef inline int prefix_search(self, const unsigned char* key, size_t n, int32_t* values, int32_t* lengths) noexcept nogil:
+    cdef inline int32_t value_at(self, int32_t b) noexcept nogil:
+        """The value a key ending at double-array state `b` maps to (token index << 8 | count), or -1."""
+        cdef int32_t v = self.units[<uint32_t>b].base
+        if <uint32_t>b == self.units[<uint32_t>b].check and v < 0:
+            return -v - 1
+        return -1
+
+    cdef inline int32_t next_state(self, int32_t b, unsigned char byte) noexcept nogil:
+        """The state after `byte`, or -1 where no key continues that way."""
+        cdef uint32_t p = <uint32_t>b + byte + 1
+        if <uint32_t>b == self.units[p].check:
+            return self.units[p].base
+        return -1
+
+    cdef inline int prefix_search(
+        self, const unsigned char* key, size_t n, int32_t* values, int32_t* lengths
+    ) noexcept nogil:
+        """Darts' commonPrefixSearch: the values of every key that is a prefix of `key[:n]`, shortest first."""
         cdef int32_t b = self.units[0].base, v
-        cdef uint32_t p
         cdef int num = 0
         cdef size_t i
-        for i in range(n):
-            p = <uint32_t>b
-            v = self.units[p].base
-            if <uint32_t>b == self.units[p].check and v < 0:
+        for i in range(n + 1):
+            v = self.value_at(b)
+            if v >= 0:
                 if num < MAX_RESULTS:
-                    values[num] = -v - 1
+                    values[num] = v
                     lengths[num] = <int32_t>i
                 num += 1
-            p = <uint32_t>b + key[i] + 1
-            if <uint32_t>b == self.units[p].check:
-                b = self.units[p].base
-            else:
-                return num
-        p = <uint32_t>b
-        v = self.units[p].base
-        if <uint32_t>b == self.units[p].check and v < 0:
-            if num < MAX_RESULTS:
-                values[num] = -v - 1
-                lengths[num] = <int32_t>n
-            num += 1
+            if i == n:
+                break
+            b = self.next_state(b, key[i])
+            if b < 0:
+                break
         return num
 
     cdef int32_t exact(self, bytes key):
         cdef const unsigned char* k = key
-        cdef int32_t b = self.units[0].base, v
-        cdef uint32_t p
+        cdef int32_t b = self.units[0].base
         cdef Py_ssize_t i
         for i in range(len(key)):
-            p = <uint32_t>b + k[i] + 1
-            if <uint32_t>b == self.units[p].check:
-                b = self.units[p].base
-            else:
+            b = self.next_state(b, k[i])
+            if b < 0:
                 return -1
-        p = <uint32_t>b
-        v = self.units[p].base
-        if <uint32_t>b == self.units[p].check and v < 0:
-            return -v - 1
-        return -1
+        return self.value_at(b)
 
     cdef str feature(self, uint32_t token):
         cdef const char* text = self.features + self.tokens[token].feature

@@ -264,25 +264,31 @@ class NoriAnalyzer:
 
     def _fill_keys(self, data: bytes, keys: list[int], found: list[tuple[str, ...] | None]) -> None:
         """Put the fragments of every node the key cache missed into `found` (compiled path)."""
-        empty = ("",) * len(self.stop_sets)
         spans = self._path.spans()
+
+        def terms_at(i: int) -> tuple[tuple[str, ...], int]:
+            begin, length, _ = spans[i]
+            surface = data[begin : begin + length].decode()
+            if keys[i] >= 0:
+                return self._key_terms(keys[i], surface), 1
+            following = ((data[b : b + n].decode(), n == rn) for b, n, rn in itertools.islice(spans, i + 1, None))
+            return self._unknown_word_terms(surface, self._path.feature(keys[i]), following)
+
+        self._fill(found, terms_at)
+
+    def _fill(self, found: list[tuple[str, ...] | None], terms_at) -> None:
+        """Fill each gap of `found`: `terms_at(i)` gives the fragments of morpheme i and how many morphemes they
+        cover (an unknown word may take in the ones after it, which then add nothing)."""
+        empty = ("",) * len(self.stop_sets)
         i = 0
         while True:
             try:
                 i = found.index(None, i)
             except ValueError:
                 return
-            key = keys[i]
-            begin, length, _ = spans[i]
-            surface = data[begin : begin + length].decode()
-            count = 1
-            if key >= 0:
-                terms = self._key_terms(key, surface)
-            else:
-                following = ((data[b : b + n].decode(), n == rn) for b, n, rn in itertools.islice(spans, i + 1, None))
-                terms, count = self._unknown_word_terms(surface, self._path.feature(key), following)
+            terms, count = terms_at(i)
             found[i] = terms
-            found[i + 1 : i + count] = [empty] * (count - 1)  # nodes joined into an unknown run
+            found[i + 1 : i + count] = [empty] * (count - 1)
             i += count
 
     def _key_terms(self, key: int, surface: str) -> tuple[str, ...]:
@@ -303,30 +309,24 @@ class NoriAnalyzer:
         return terms
 
     def _fill_misses(self, text: str, lines: list[str], found: list[tuple[str, ...] | None]) -> None:
-        """Put the fragments of every line the cache missed into `found`."""
-        empty = ("",) * len(self.stop_sets)
+        """Put the fragments of every line the cache missed into `found` (python-mecab-ko path)."""
         lattice = offsets = None
-        i = 0
-        while True:
-            try:
-                i = found.index(None, i)
-            except ValueError:
-                return
+
+        def terms_at(i: int) -> tuple[tuple[str, ...], int]:
+            nonlocal lattice, offsets
             line = lines[i]
             bare = line.lstrip(" ")
             if bare not in self._unknown_lines and bare not in self._known:
                 if lattice is None:
                     lattice, offsets = self._parse(text), _byte_offsets(lines)
                 self._learn(lattice, offsets[i], bare)  # type: ignore[index]
-            count = 1
             if bare in self._unknown_lines:
-                terms, count = self._unknown_terms(lines, i)
-            else:
-                terms = self._known[bare]
-                self._remember(line, terms)  # the same morpheme after spaces
-            found[i] = terms
-            found[i + 1 : i + count] = [empty] * (count - 1)  # lines joined into an unknown run
-            i += count
+                return self._unknown_terms(lines, i)
+            terms = self._known[bare]
+            self._remember(line, terms)  # the same morpheme after spaces
+            return terms, 1
+
+        self._fill(found, terms_at)
 
     def _learn(self, lattice, begin: int, line: str) -> None:
         """Read the best-path node of `line` (its leading spaces start at byte `begin`) from the lattice:
