@@ -64,6 +64,14 @@ cdef inline uint32_t _invoke(uint32_t info) noexcept nogil:
     return info >> 31
 
 
+cdef void* _grown(void* block, Py_ssize_t count, size_t item) except NULL:
+    """`block` resized to `count` items (the old one stays valid, and is freed later, if this fails)."""
+    cdef void* more = realloc(block, count * item)
+    if more == NULL:
+        raise MemoryError
+    return more
+
+
 cdef class _Dic:
     """One compiled dictionary file (sys.dic or unk.dic): double array, tokens, features."""
 
@@ -287,27 +295,15 @@ cdef class MecabPath:
 
     cdef int grow_nodes(self) except -1:
         cdef Py_ssize_t cap = self.node_cap * 2 if self.node_cap else 4096
-        cdef mp_node* more = <mp_node*>realloc(self.nodes, cap * sizeof(mp_node))
-        if more == NULL:
-            raise MemoryError
-        self.nodes = more
+        self.nodes = <mp_node*>_grown(self.nodes, cap, sizeof(mp_node))
         self.node_cap = cap
         return 0
 
     cdef int grow_left(self) except -1:
         cdef Py_ssize_t cap = self.left_cap * 2 if self.left_cap else 256
-        cdef int32_t* nodes = <int32_t*>realloc(self.left_node, cap * sizeof(int32_t))
-        if nodes == NULL:
-            raise MemoryError
-        self.left_node = nodes
-        cdef int64_t* costs = <int64_t*>realloc(self.left_cost, cap * sizeof(int64_t))
-        if costs == NULL:
-            raise MemoryError
-        self.left_cost = costs
-        cdef uint16_t* rcs = <uint16_t*>realloc(self.left_rc, cap * sizeof(uint16_t))
-        if rcs == NULL:
-            raise MemoryError
-        self.left_rc = rcs
+        self.left_node = <int32_t*>_grown(self.left_node, cap, sizeof(int32_t))
+        self.left_cost = <int64_t*>_grown(self.left_cost, cap, sizeof(int64_t))
+        self.left_rc = <uint16_t*>_grown(self.left_rc, cap, sizeof(uint16_t))
         self.left_cap = cap
         return 0
 
