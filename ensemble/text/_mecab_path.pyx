@@ -516,6 +516,25 @@ cdef class MecabPath:
             out[i] = (node.begin, node.length, node.rlength)
         return out
 
+    def unknown_nodes(self, const unsigned char[::1] text not None):
+        """(index, surface, next) for each unknown word of the last best path of `text`: `next` is the surface
+        of the node after it where that node touches it (no space between), else b"" (nothing can join)."""
+        cdef Py_ssize_t i, last = self.path_len - 1
+        cdef mp_node* node
+        cdef mp_node* after
+        out = []
+        for i in range(self.path_len):
+            node = &self.nodes[self.path[last - i]]
+            if node.key >= 0:
+                continue
+            following = b""
+            if i < last:
+                after = &self.nodes[self.path[last - i - 1]]
+                if after.length == after.rlength:
+                    following = bytes(text[after.begin : after.begin + after.length])
+            out.append((i, bytes(text[node.begin : node.begin + node.length]), following))
+        return out
+
     def feature(self, int key):
         """mecab's feature string for a key."""
         if key >= 0:

@@ -198,6 +198,8 @@ class NoriAnalyzer:
         self._path = compiled_path() if compiled else None
         # dictionary token key of the compiled path -> its fragment per stop set
         self._by_key: dict[int, tuple[str, ...]] = {}
+        # (unknown word's key, its surface, the surface it touches or b"") -> fragments, where it joined nothing
+        self._standalone: dict[tuple[int, bytes, bytes], tuple[str, ...]] = {}
         # Caches keyed by mecab's output line "<leading spaces>surface<TAB>feature", emptied when full. A
         # fragment is the kept terms of a morpheme, each followed by one space: a text's field is one join.
         # dictionary morpheme -> its fragment per stop set (read by `map`, not a Python loop)
@@ -263,7 +265,15 @@ class NoriAnalyzer:
         return tuple("".join(map(get, found)).rstrip(" ") for get in self._set_getters)
 
     def _fill_keys(self, data: bytes, keys: list[int], found: list[tuple[str, ...] | None]) -> None:
-        """Put the fragments of every node the key cache missed into `found` (compiled path)."""
+        """Put the fragments of every node the key cache missed into `found` (compiled path). An unknown word
+        that took in nothing after it depends only on itself and the node it touches: those are cached too."""
+        contexts = {}
+        for i, surface, touching in self._path.unknown_nodes(data):
+            context = (keys[i], surface, touching)
+            found[i] = self._standalone.get(context)
+            contexts[i] = context
+        if None not in found:
+            return
         spans = self._path.spans()
 
         def terms_at(i: int) -> tuple[tuple[str, ...], int]:
@@ -272,7 +282,10 @@ class NoriAnalyzer:
             if keys[i] >= 0:
                 return self._key_terms(keys[i], surface), 1
             following = ((data[b : b + n].decode(), n == rn) for b, n, rn in itertools.islice(spans, i + 1, None))
-            return self._unknown_word_terms(surface, self._path.feature(keys[i]), following)
+            terms, count = self._unknown_word_terms(surface, self._path.feature(keys[i]), following)
+            if count == 1:
+                self._cache(self._standalone, contexts[i], terms)
+            return terms, count
 
         self._fill(found, terms_at)
 
