@@ -18,6 +18,7 @@ from ..core.locks import work_lock
 from ..core.progress import NullProgress, Progress
 from ..corpus.load import check_documents, corpus_bytes, read_documents
 from ..corpus.passages import split_passages_many
+from ..text.analyzers import speed_note
 from .base import Hit, Retriever, open_retriever
 
 if TYPE_CHECKING:
@@ -151,6 +152,10 @@ def build_index(
         retriever: Retriever | None = None
         try:
             analyzer = _client_analyzer(cfg)
+            if analyzer is not None and warn is not None:
+                note = speed_note(analyzer)
+                if note:
+                    warn(note)
             if workers > 1:
                 _warm_up(cfg.passages, analyzer)
                 pool = _fork_pool(workers)

