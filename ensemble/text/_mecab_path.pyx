@@ -88,8 +88,8 @@ cdef class _Dic:
         self._view = self._map
         cdef const unsigned char* p = &self._view[0]
         cdef const uint32_t* head = <const uint32_t*>p
-        if len(self._map) < 100 or (head[0] ^ 0xEF718F77) != len(self._map):
-            raise ValueError(f"{path}: not a compiled mecab dictionary")
+        if len(self._map) < 100 or (head[0] ^ 0xEF718F77) != len(self._map) or head[1] != 102:
+            raise ValueError(f"{path}: not a compiled mecab dictionary of the version mecab 0.996 writes")
         cdef uint32_t dsize = head[6], tsize = head[7]
         p += 40 + 32
         self.units = <const mp_unit*>p
