@@ -3,8 +3,8 @@
 
 The same lattice as mecab-ko 0.996-ko-0.9.2 (dictionary lookup, unknown-word grouping, the left-space penalty,
 Viterbi with its tie order), without building mecab's node objects or formatting its output: one call gives
-the best path as dictionary token indexes, which the nori analyzer maps to cached terms. `nori.py` checks the
-result against mecab itself in the tests; mecab stays the fallback where this module is not compiled.
+the best path as dictionary token indexes, which the nori analyzer maps to cached terms. The tests check it node
+for node against python-mecab-ko, which stays the fallback where this module is not compiled.
 """
 
 import mmap
@@ -202,6 +202,8 @@ cdef class MecabPath:
         matrix = self._open(dicdir / "matrix.bin")
         self._matrix_view = matrix
         self.lsize = (<const uint16_t*>&self._matrix_view[0])[0]
+        if len(matrix) != 4 + 2 * self.lsize * (<const uint16_t*>&self._matrix_view[0])[1]:
+            raise ValueError(f"{dicdir / 'matrix.bin'}: unexpected size")
         self.matrix = (<const int16_t*>&self._matrix_view[0]) + 2
         chars = self._open(dicdir / "char.bin")
         self._char_view = chars
@@ -535,15 +537,23 @@ cdef class MecabPath:
             out.append((i, bytes(text[node.begin : node.begin + node.length]), following))
         return out
 
+    cdef const mp_token* token(self, int key) except NULL:
+        if 0 <= key < <int>self.sys_dic.token_count:
+            return &self.sys_dic.tokens[key]
+        if 0 < -key <= <int>self.unk_dic.token_count:
+            return &self.unk_dic.tokens[-1 - key]
+        raise IndexError(f"no dictionary entry has key {key}")
+
     def feature(self, int key):
         """mecab's feature string for a key."""
+        self.token(key)
         if key >= 0:
             return self.sys_dic.feature(key)
         return self.unk_dic.feature(-1 - key)
 
     def entry(self, int key):
         """(left id, right id, word cost) of a dictionary key."""
-        cdef const mp_token* tok = &self.sys_dic.tokens[key] if key >= 0 else &self.unk_dic.tokens[-1 - key]
+        cdef const mp_token* tok = self.token(key)
         return tok.lc, tok.rc, tok.wcost
 
     def homographs(self, bytes surface):

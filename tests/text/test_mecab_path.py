@@ -72,6 +72,10 @@ def test_homographs_are_the_entries_spelled_alike(path):
     assert len(keys) > 3
     assert len({path.feature(k) for k in keys}) == len(keys)
     assert path.homographs("없는말입니다아".encode()) == []
+    with pytest.raises(IndexError):
+        path.feature(10**9)
+    with pytest.raises(IndexError):
+        path.entry(-(10**9))
 
 
 def test_compiled_and_mecab_analyzers_give_the_same_fields():
