@@ -486,12 +486,16 @@ cdef class MecabPath:
             best = self.nodes[best].prev
         return 0
 
-    def best_path(self, const unsigned char[::1] text not None):
-        """Keys of the best path's nodes, first to last (empty for an empty text)."""
+    @property
+    def token_count(self):
+        """How many dictionary keys there are (keys 0 .. token_count - 1)."""
+        return self.sys_dic.token_count
+
+    cdef int parse(self, const unsigned char[::1] text) except -1:
         cdef Py_ssize_t n = text.shape[0], i
         if n == 0:
             self.path_len = 0
-            return []
+            return 0
         # mecab reads one byte past a text's end in places: give it the NUL that C strings have
         cdef unsigned char* buf = <unsigned char*>malloc(n + 8)
         if buf == NULL:
@@ -503,10 +507,50 @@ cdef class MecabPath:
             self.viterbi(buf, n)
         finally:
             free(buf)
+        return 0
+
+    def best_path(self, const unsigned char[::1] text not None):
+        """Keys of the best path's nodes, first to last (empty for an empty text)."""
+        self.parse(text)
+        return self.last_keys()
+
+    def last_keys(self):
+        """Keys of the last best path's nodes, first to last."""
+        cdef Py_ssize_t i
         keys = [None] * self.path_len
         for i in range(self.path_len):
             keys[i] = self.nodes[self.path[self.path_len - 1 - i]].key
         return keys
+
+    def cached_fields(self, const unsigned char[::1] text not None, list by_key not None, dict standalone not None,
+                      Py_ssize_t sets):
+        """Parse `text` and join the cached fragments of its nodes into `sets` strings, or return None where a
+        node is not cached (then `last_keys` and `unknown_nodes` tell the caller what to fill).
+
+        `by_key[key]`: the fragments (a tuple of `sets` strings) of dictionary entry `key`, or None.
+        `standalone[(key, surface, next)]`: those of an unknown word in that context (see `unknown_nodes`)."""
+        self.parse(text)
+        cdef Py_ssize_t i, j, last = self.path_len - 1
+        cdef mp_node* node
+        cdef object item
+        cdef tuple fragments
+        cdef list part
+        if len(by_key) < self.sys_dic.token_count:
+            raise ValueError("by_key must have one slot per dictionary key")
+        cdef list parts = [[] for _ in range(sets)]
+        for i in range(self.path_len):
+            node = &self.nodes[self.path[last - i]]
+            if node.key >= 0:
+                item = by_key[node.key]
+            else:
+                item = standalone.get(self.unknown_context(text, i))
+            if item is None:
+                return None
+            fragments = <tuple>item
+            for j in range(sets):
+                part = <list>parts[j]
+                part.append(fragments[j])
+        return tuple(["".join(part).rstrip(" ") for part in parts])
 
     def spans(self):
         """(begin, length, rlength) in bytes of each node of the last best path."""
@@ -518,24 +562,27 @@ cdef class MecabPath:
             out[i] = (node.begin, node.length, node.rlength)
         return out
 
-    def unknown_nodes(self, const unsigned char[::1] text not None):
-        """(index, surface, next) for each unknown word of the last best path of `text`: `next` is the surface
-        of the node after it where that node touches it (no space between), else b"" (nothing can join)."""
-        cdef Py_ssize_t i, last = self.path_len - 1
-        cdef mp_node* node
+    cdef tuple unknown_context(self, const unsigned char[::1] text, Py_ssize_t i):
+        """(key, surface, next) of node i of the last best path, an unknown word: `next` is the surface of the
+        node after it where that node touches it (no space between), else b"" (nothing can join)."""
+        cdef Py_ssize_t last = self.path_len - 1
+        cdef mp_node* node = &self.nodes[self.path[last - i]]
         cdef mp_node* after
-        out = []
-        for i in range(self.path_len):
-            node = &self.nodes[self.path[last - i]]
-            if node.key >= 0:
-                continue
-            following = b""
-            if i < last:
-                after = &self.nodes[self.path[last - i - 1]]
-                if after.length == after.rlength:
-                    following = bytes(text[after.begin : after.begin + after.length])
-            out.append((i, bytes(text[node.begin : node.begin + node.length]), following))
-        return out
+        following = b""
+        if i < last:
+            after = &self.nodes[self.path[last - i - 1]]
+            if after.length == after.rlength:
+                following = bytes(text[after.begin : after.begin + after.length])
+        return (node.key, bytes(text[node.begin : node.begin + node.length]), following)
+
+    def unknown_nodes(self, const unsigned char[::1] text not None):
+        """(index, context) of each unknown word of the last best path of `text` (see `unknown_context`)."""
+        cdef Py_ssize_t i
+        return [
+            (i, self.unknown_context(text, i))
+            for i in range(self.path_len)
+            if self.nodes[self.path[self.path_len - 1 - i]].key < 0
+        ]
 
     cdef const mp_token* token(self, int key) except NULL:
         if 0 <= key < <int>self.sys_dic.token_count:

@@ -199,8 +199,8 @@ class NoriAnalyzer:
         self.stop_tags = self.stop_sets[0]
         self._mecab, self._tagger = _shared_tagger()
         self._path = compiled_path() if compiled else None
-        # dictionary token key of the compiled path -> its fragment per stop set
-        self._by_key: dict[int, tuple[str, ...]] = {}
+        # dictionary token key of the compiled path -> its fragment per stop set (None: not seen yet)
+        self._by_key: list[tuple[str, ...] | None] = [None] * (self._path.token_count if self._path else 0)
         # (unknown word's key, its surface, the surface it touches or b"") -> fragments, where it joined nothing
         self._standalone: dict[tuple[int, bytes, bytes], tuple[str, ...]] = {}
         # Caches keyed by mecab's output line "<leading spaces>surface<TAB>feature", emptied when full. A
@@ -266,20 +266,21 @@ class NoriAnalyzer:
     def _fields_compiled(self, text: str) -> tuple[str, ...]:
         """`fields` on the compiled best path: one `map` over the key cache covers every morpheme seen before."""
         data = _for_mecab(text).encode()
-        keys = self._path.best_path(data)
-        found = list(map(self._by_key.get, keys))  # unknown words have negative keys, never cached here
-        if None in found:
-            self._fill_keys(data, keys, found)
+        fields = self._path.cached_fields(data, self._by_key, self._standalone, len(self.stop_sets))
+        if fields is not None:
+            return fields
+        keys = self._path.last_keys()
+        by_key = self._by_key
+        found = [by_key[k] if k >= 0 else None for k in keys]
+        self._fill_keys(data, keys, found)
         return tuple("".join(map(get, found)).rstrip(" ") for get in self._set_getters)
 
     def _fill_keys(self, data: bytes, keys: list[int], found: list[tuple[str, ...] | None]) -> None:
         """Put the fragments of every node the key cache missed into `found` (compiled path). An unknown word
         that took in nothing after it depends only on itself and the node it touches: those are cached too."""
-        contexts = {}
-        for i, surface, touching in self._path.unknown_nodes(data):
-            context = (keys[i], surface, touching)
+        contexts = dict(self._path.unknown_nodes(data))
+        for i, context in contexts.items():
             found[i] = self._standalone.get(context)
-            contexts[i] = context
         if None not in found:
             return
         spans = self._path.spans()
@@ -326,7 +327,7 @@ class NoriAnalyzer:
                 if source < chosen_file:
                     chosen, chosen_file = feature, source
         terms = self._kept(morpheme_pieces(surface, chosen, False))
-        self._cache(self._by_key, key, terms)
+        self._by_key[key] = terms
         return terms
 
     def _fill_misses(self, text: str, lines: list[str], found: list[tuple[str, ...] | None]) -> None:
