@@ -97,7 +97,7 @@ def speed_note(name: str) -> str | None:
     if getattr(_build(check_name(name)), "compiled", True):
         return None
     return (
-        f"the {name} analyzer runs on python-mecab-ko, about 3x slower than usual: its compiled module "
+        f"the {name} analyzer runs on python-mecab-ko, 3-4x slower than usual: its compiled module "
         "ensemble.text._mecab_path was not built (reinstall with a C compiler present: pip install -e .)"
     )
 
