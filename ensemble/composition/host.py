@@ -97,8 +97,8 @@ class ExpertHost:
         self.model = _attach_lora(model, lora or {}) if lora else model
         self.model.eval()
         self._row_lora = row_lora_or_none(self.model, self.lora_names) if lora else None
-        self._cache_keyword = cache_keyword(self.model)
         self._forward_takes = forward_parameters(self.model)
+        self._cache_keyword = cache_keyword(self._forward_takes)
         self._freeze: dict[str, dict[str, Any]] = {
             name: self._load_freeze(name, Path(path)) for name, path in sorted((freeze or {}).items())
         }

@@ -100,7 +100,7 @@ def forward_parameters(model: Any) -> frozenset[str]:
     return frozenset(inspect.signature(base.forward).parameters)
 
 
-def cache_keyword(model: Any) -> str:
-    """The `generate` keyword that takes a Cache: `cache` since transformers renamed it (the old
-    `past_key_values` still works there, with a FutureWarning on stderr)."""
-    return "cache" if "cache" in forward_parameters(model) else "past_key_values"
+def cache_keyword(forward_takes: frozenset[str]) -> str:
+    """The `generate` keyword that takes a Cache, given `forward_parameters(model)`: `cache` since transformers
+    renamed it (the old `past_key_values` still works there, with a FutureWarning on stderr)."""
+    return "cache" if "cache" in forward_takes else "past_key_values"

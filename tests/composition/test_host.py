@@ -193,14 +193,14 @@ def test_lora_rows_give_what_peft_mixed_batches_give(host, tiny_base):
 def test_narrow_kv_cache_stores_bfloat16_and_keeps_the_logits(tiny_base):
     import torch
 
-    from ensemble.composition.kv_cache import cache_keyword, narrow_cache
+    from ensemble.composition.kv_cache import cache_keyword, forward_parameters, narrow_cache
 
     model, tok = load(tiny_base)
     ids = torch.tensor([tok(PROMPTS[0], add_special_tokens=False)["input_ids"]])
     with torch.inference_mode():
         full = model(input_ids=ids).logits
         cache = narrow_cache(torch.bfloat16, ids.shape[1] + 4)
-        kw = cache_keyword(model)
+        kw = cache_keyword(forward_parameters(model))
         narrow = model(input_ids=ids, **{kw: cache}).logits
         step = model(input_ids=ids[:, -1:], **{kw: cache}).logits  # one decoding step on the cache
     assert cache.layers[0].keys.dtype == torch.bfloat16 and cache.get_seq_length() == ids.shape[1] + 1
@@ -212,12 +212,12 @@ def test_narrow_kv_cache_stores_bfloat16_and_keeps_the_logits(tiny_base):
 def test_narrow_kv_cache_keeps_a_shared_prompt_once_and_gives_each_row_its_states(tiny_base):
     import torch
 
-    from ensemble.composition.kv_cache import cache_keyword, narrow_cache
+    from ensemble.composition.kv_cache import cache_keyword, forward_parameters, narrow_cache
 
     model, tok = load(tiny_base)
     a, b = (tok(p, add_special_tokens=False)["input_ids"][:5] for p in PROMPTS[:2])
     nxt = torch.tensor([[a[0]], [b[0]], [b[1]]])  # each row's own next token
-    kw = cache_keyword(model)
+    kw = cache_keyword(forward_parameters(model))
     with torch.inference_mode():
         shared = narrow_cache(torch.bfloat16, 8)
         model(input_ids=torch.tensor([a, b]), **{kw: shared})
@@ -236,11 +236,11 @@ def test_narrow_kv_cache_keeps_a_shared_prompt_once_and_gives_each_row_its_state
 def test_narrow_kv_cache_selecting_rows_again_keeps_each_rows_shared_prompt(tiny_base):
     import torch
 
-    from ensemble.composition.kv_cache import cache_keyword, narrow_cache
+    from ensemble.composition.kv_cache import cache_keyword, forward_parameters, narrow_cache
 
     model, tok = load(tiny_base)
     a, b = (tok(p, add_special_tokens=False)["input_ids"][:5] for p in PROMPTS[:2])
-    kw = cache_keyword(model)
+    kw = cache_keyword(forward_parameters(model))
     logits = []
     with torch.inference_mode():
         for prompts, first in (([a, b], [0, 1, 1]), ([a, b, b], [0, 1, 2])):  # shared, then copied
