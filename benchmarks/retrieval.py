@@ -115,7 +115,7 @@ def compare_engines(texts: list[str]) -> tuple[float, float, bool]:
     rates, outputs = [], []
     for compiled in (True, False):
         analyzer = NoriAnalyzer(DEFAULT_STOP_TAGS, DEFAULT_STOP_TAGS - ADVERB_TAGS, compiled=compiled)
-        if compiled and analyzer._path is None:  # noqa: SLF001
+        if compiled and not analyzer.compiled:
             raise SystemExit("the compiled best path is not built: reinstall with a C compiler (pip install -e .)")
         t = time.perf_counter()
         outputs.append([analyzer.fields(x) for x in texts])
