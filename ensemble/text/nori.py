@@ -111,6 +111,17 @@ def _source_file(feature: str) -> str:
     return tag
 
 
+def _lucene_choice(feature: str, alike: Iterable[str]) -> str:
+    """Rule 6: of the entry mecab chose (`feature`) and the entries with the same surface, connection ids and
+    cost (`alike`, in the lattice's order), the one Lucene keeps: the first from the seed file sorting first."""
+    chosen, chosen_file = feature, _source_file(feature)
+    for other in alike:
+        source = _source_file(other)
+        if source < chosen_file:
+            chosen, chosen_file = other, source
+    return chosen
+
+
 def _decompose(expression: str) -> list[tuple[str, str]]:
     pieces = []
     for item in expression.split("+"):
@@ -264,7 +275,8 @@ class NoriAnalyzer:
         return tuple("".join(map(get, found)).rstrip(" ") for get in self._set_getters)
 
     def _fields_compiled(self, text: str) -> tuple[str, ...]:
-        """`fields` on the compiled best path: one `map` over the key cache covers every morpheme seen before."""
+        """`fields` on the compiled best path: the compiled call joins the cached fragments of every node;
+        only a text with a node never seen goes through `_fill_keys`."""
         data = _for_mecab(text).encode()
         fields = self._path.cached_fields(data, self._by_key, self._standalone, len(self.stop_sets))
         if fields is not None:
@@ -317,15 +329,9 @@ class NoriAnalyzer:
         """Fragments of a dictionary entry, after rule 6's tie-break among the entries spelled alike (the
         lattice lists them newest first, so the entries are visited in reverse dictionary order)."""
         path = self._path
-        chosen = path.feature(key)
-        chosen_file = _source_file(chosen)
         same = path.entry(key)
-        for other in reversed(path.homographs(surface.encode())):
-            if other != key and path.entry(other) == same:
-                feature = path.feature(other)
-                source = _source_file(feature)
-                if source < chosen_file:
-                    chosen, chosen_file = feature, source
+        alike = (path.feature(k) for k in reversed(path.homographs(surface.encode())) if path.entry(k) == same)
+        chosen = _lucene_choice(path.feature(key), alike)
         terms = self._kept(morpheme_pieces(surface, chosen, False))
         self._by_key[key] = terms
         return terms
@@ -400,23 +406,22 @@ class NoriAnalyzer:
         winner = self._winner.get(line)
         if winner is not None:
             return winner
-        # begin_nodes is indexed by the byte offset *before* the node's leading spaces
-        chosen = node.feature
-        chosen_file = _source_file(chosen)
-        other = lattice.begin_nodes(begin)
-        while other is not None:
-            if (
-                other.stat == 0
-                and other.length == node.length
-                and other.lc_attr == node.lc_attr
-                and other.rc_attr == node.rc_attr
-                and other.wcost == node.wcost
-                and other.surface == node.surface
-            ):
-                source = _source_file(other.feature)
-                if source < chosen_file:
-                    chosen, chosen_file = other.feature, source
-            other = other.bnext
+
+        def alike():
+            other = lattice.begin_nodes(begin)  # indexed by the byte offset *before* the leading spaces
+            while other is not None:
+                if (
+                    other.stat == 0
+                    and other.length == node.length
+                    and other.lc_attr == node.lc_attr
+                    and other.rc_attr == node.rc_attr
+                    and other.wcost == node.wcost
+                    and other.surface == node.surface
+                ):
+                    yield other.feature
+                other = other.bnext
+
+        chosen = _lucene_choice(node.feature, alike())
         self._cache(self._winner, line, chosen)
         return chosen
 
