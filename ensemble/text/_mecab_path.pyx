@@ -486,6 +486,10 @@ cdef class MecabPath:
             best = self.nodes[best].prev
         return 0
 
+    cdef inline mp_node* path_node(self, Py_ssize_t i) noexcept nogil:
+        """Node i of the last best path, counted from its start (the path is stored from its end)."""
+        return &self.nodes[self.path[self.path_len - 1 - i]]
+
     @property
     def token_count(self):
         """How many dictionary keys there are (keys 0 .. token_count - 1)."""
@@ -519,7 +523,7 @@ cdef class MecabPath:
         cdef Py_ssize_t i
         keys = [None] * self.path_len
         for i in range(self.path_len):
-            keys[i] = self.nodes[self.path[self.path_len - 1 - i]].key
+            keys[i] = self.path_node(i).key
         return keys
 
     def cached_fields(self, const unsigned char[::1] text not None, list by_key not None, dict standalone not None,
@@ -530,7 +534,7 @@ cdef class MecabPath:
         `by_key[key]`: the fragments (a tuple of `sets` strings) of dictionary entry `key`, or None.
         `standalone[(key, surface, next)]`: those of an unknown word in that context (see `unknown_nodes`)."""
         self.parse(text)
-        cdef Py_ssize_t i, j, last = self.path_len - 1
+        cdef Py_ssize_t i, j
         cdef mp_node* node
         cdef object item
         cdef tuple fragments
@@ -539,7 +543,7 @@ cdef class MecabPath:
             raise ValueError("by_key must have one slot per dictionary key")
         cdef list parts = [[] for _ in range(sets)]
         for i in range(self.path_len):
-            node = &self.nodes[self.path[last - i]]
+            node = self.path_node(i)
             if node.key >= 0:
                 item = by_key[node.key]
             else:
@@ -558,19 +562,18 @@ cdef class MecabPath:
         cdef mp_node* node
         out = [None] * self.path_len
         for i in range(self.path_len):
-            node = &self.nodes[self.path[self.path_len - 1 - i]]
+            node = self.path_node(i)
             out[i] = (node.begin, node.length, node.rlength)
         return out
 
     cdef tuple unknown_context(self, const unsigned char[::1] text, Py_ssize_t i):
         """(key, surface, next) of node i of the last best path, an unknown word: `next` is the surface of the
         node after it where that node touches it (no space between), else b"" (nothing can join)."""
-        cdef Py_ssize_t last = self.path_len - 1
-        cdef mp_node* node = &self.nodes[self.path[last - i]]
+        cdef mp_node* node = self.path_node(i)
         cdef mp_node* after
         following = b""
-        if i < last:
-            after = &self.nodes[self.path[last - i - 1]]
+        if i < self.path_len - 1:
+            after = self.path_node(i + 1)
             if after.length == after.rlength:
                 following = bytes(text[after.begin : after.begin + after.length])
         return (node.key, bytes(text[node.begin : node.begin + node.length]), following)
@@ -581,7 +584,7 @@ cdef class MecabPath:
         return [
             (i, self.unknown_context(text, i))
             for i in range(self.path_len)
-            if self.nodes[self.path[self.path_len - 1 - i]].key < 0
+            if self.path_node(i).key < 0
         ]
 
     cdef const mp_token* token(self, int key) except NULL:
