@@ -49,7 +49,7 @@ class RichProgress:
             self.console.print(summary, markup=False, highlight=False)
 
     def log(self, message: str) -> None:
-        self.console.print(message, markup=False, highlight=False)
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)  # one message, one line
 
 
 def make_progress(quiet: bool):

@@ -162,6 +162,20 @@ def _experts(cfg: ProjectConfig, outline: OutlineFile) -> tuple[dict[str, _Exper
     return out, fingerprint
 
 
+def _unimproved(experts: dict[str, _Expert]) -> list[str]:
+    """A warning line per expert that never beat the base on its own validation passages."""
+    out = []
+    for name, e in experts.items():
+        m = e.manifest
+        if m is not None and m.improved is False:
+            out.append(
+                f"warning: expert '{name}' did not improve on the base model (validation perplexity "
+                f"{m.val_perplexity_before:.2f} → {m.val_perplexity_after:.2f}); its sections read like the base's. "
+                f"Retrain it with other settings: `ensemble train-experts topics.yaml --only {name} --force`"
+            )
+    return out
+
+
 def _unreadable_weights(adapter: Path) -> str | None:
     """The first safetensors file under `adapter` whose header or size is wrong (checked before the base loads,
     so a damaged adapter is a clear error instead of a failure halfway through loading)."""
@@ -231,6 +245,8 @@ def compose(
     outline = load_outline(outline_path)
     selected = parse_sections(sections, len(outline.sections))
     experts, base_fp = _experts(cfg, outline)
+    for warning in _unimproved(experts):
+        progress.log(warning)
     digest = hashlib.sha256(outline_path.read_bytes()).hexdigest()[:16]
     cache = cfg.work_path / "compose" / digest
     n = len(outline.sections)

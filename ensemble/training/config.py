@@ -62,6 +62,12 @@ class TrainParams(StrictModel):
     gradient_checkpointing: bool = Field(True, description="recompute activations: less memory, ~30% slower")
     deepspeed: str | None = Field(None, description="'zero2' (shipped config) or a DeepSpeed JSON file")
     save_steps: int | None = Field(None, gt=0, description="checkpoint every N steps; unset: every epoch")
+    eval_steps: int | None = Field(
+        None, gt=0, description="validate (and checkpoint) every N steps; unset: every epoch, or every save_steps"
+    )
+    patience: int = Field(
+        2, ge=0, description="stop after N validations without a lower perplexity; 0: never stop early"
+    )
     seed: int = 0
     packing: bool = Field(True, description="pack passages into full blocks with EOS separators")
     val_fraction: float = Field(0.1, gt=0, lt=1)
@@ -78,6 +84,11 @@ class TrainParams(StrictModel):
     def _coherent(self) -> TrainParams:
         if self.method == "lora" and self.freeze.gradual_unfreeze:
             raise ValueError("freeze.gradual_unfreeze applies to method 'freeze' only")
+        if self.eval_steps and self.save_steps and self.eval_steps != self.save_steps:
+            raise ValueError(
+                "eval_steps and save_steps differ, but the best model is kept from the checkpoint of its validation; "
+                "set only one of them"
+            )
         return self
 
 

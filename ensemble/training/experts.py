@@ -199,6 +199,8 @@ def _train_one(
     )
     model = trainer.model
     ppl_after = perplexity(model, val_ds, tokenizer.pad_token_id, precision=prec)
+    best = outcome.best
+    improved = ppl_after < ppl_before
     hyper = params.model_dump()
     hyper["learning_rate"] = params.lr
     hyper.update(device=prec.device, dtype=str(prec.dtype).removeprefix("torch."))
@@ -245,7 +247,12 @@ def _train_one(
         total_params=info.total_params,
         val_perplexity_before=ppl_before,
         val_perplexity_after=ppl_after,
-        val_perplexity_by_epoch=outcome.val_perplexity_by_epoch,
+        val_perplexity_by_epoch=[h["perplexity"] for h in outcome.val_history],
+        val_history=outcome.val_history,
+        best_epoch=best["epoch"] if best else None,
+        best_step=outcome.best_step,
+        stopped_early=outcome.stopped_early,
+        improved=improved,
         steps=outcome.global_step,
         epochs=outcome.epochs,
         tokens_seen=outcome.tokens_seen,
@@ -264,9 +271,23 @@ def _train_one(
         remove_checkpoints(ckpt)
     progress.log(
         f"{topic.name}: validation perplexity {ppl_before:.2f} → {ppl_after:.2f} "
-        f"({outcome.global_step} steps, {manifest.wall_seconds:.0f} s)"
+        f"({_kept(outcome)}, {outcome.global_step} steps, {manifest.wall_seconds:.0f} s)"
     )
+    if not improved:
+        progress.log(
+            f"warning: {topic.name}: the expert's best validation perplexity ({ppl_after:.2f}) is not below the "
+            f"base model's ({ppl_before:.2f}); it is saved with improved: false. Lower learning_rate, give it more "
+            "passages (broader queries, a larger top_k) or fewer epochs"
+        )
     return manifest.model_copy(update={"path": str(d)})
+
+
+def _kept(outcome: Any) -> str:
+    best = outcome.best
+    if best is None:
+        return "last model kept"
+    stop = ", stopped early" if outcome.stopped_early else ""
+    return f"best of {len(outcome.val_history)} validations kept: epoch {best['epoch']:g}{stop}"
 
 
 def _finished(

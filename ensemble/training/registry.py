@@ -48,7 +48,12 @@ class ExpertManifest(BaseModel):
     total_params: int = 0
     val_perplexity_before: float
     val_perplexity_after: float
-    val_perplexity_by_epoch: list[float] = Field(default_factory=list)  # this run's epochs (not before a resume)
+    val_perplexity_by_epoch: list[float] = Field(default_factory=list)  # every validation during training
+    val_history: list[dict[str, Any]] = Field(default_factory=list)  # the same with step and epoch
+    best_epoch: float | None = None  # the validation whose adapter was saved (None: the last one was saved)
+    best_step: int | None = None
+    stopped_early: bool = False
+    improved: bool | None = None  # best validation perplexity below the base's (None: an older manifest)
     steps: int = 0
     epochs: float = 0.0
     tokens_seen: int = 0

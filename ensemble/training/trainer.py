@@ -22,6 +22,7 @@ from .runtime import Precision, peak_memory, reset_peak_memory
 from .schedule import block_lr, unfreeze_plan
 
 SHIPPED_DEEPSPEED = {"zero2": "zero2.json"}
+EVAL_METRIC = "eval_perplexity"
 
 
 @dataclass
@@ -35,7 +36,13 @@ class TrainOutcome:
     peak_memory_bytes: int
     peak_memory_kind: str
     resumed_from: str | None
-    val_perplexity_by_epoch: list[float]
+    val_history: list[dict[str, float]]  # every evaluation of the run, resumed ones included: step, epoch, perplexity
+    best_step: int | None  # the evaluation whose model was kept (None: no evaluation, the last model was kept)
+    stopped_early: bool
+
+    @property
+    def best(self) -> dict[str, float] | None:
+        return next((h for h in self.val_history if h["step"] == self.best_step), None)
 
 
 def collator(pad_id: int) -> Callable[[list[dict[str, list[int]]]], dict[str, Any]]:
@@ -152,20 +159,13 @@ def _checkpointing_args(enabled: bool) -> dict[str, Any]:
     return out
 
 
-def _progress_callback(
-    progress: Progress,
-    task: str,
-    dataset: LMDataset,
-    plan: Callable[[int], None] | None,
-    val: Callable[[Any], float] | None,
-):
+def _progress_callback(progress: Progress, task: str, dataset: LMDataset, plan: Callable[[int], None] | None):
     from transformers import TrainerCallback
 
     class Forward(TrainerCallback):
         def __init__(self) -> None:
             self.loss: float | None = None
             self.started = False
-            self.val_by_epoch: list[float] = []
 
         def on_train_begin(self, args, state, control, **kw):
             progress.start(task, total=state.max_steps)
@@ -186,21 +186,31 @@ def _progress_callback(
             if logs and "loss" in logs:
                 self.loss = float(logs["loss"])
 
-        def on_epoch_end(self, args, state, control, model=None, **kw):
-            # Our token-weighted perplexity, not Trainer.evaluate(): the same measure as before and after
-            # training, and no DeepSpeed inference engine (ZeRO-2 has none).
-            if val is not None and model is not None:
-                ppl = val(model)
-                self.val_by_epoch.append(ppl)
-                progress.log(f"{task}: epoch {state.epoch:.0f} validation perplexity {ppl:.2f}")
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            ppl = (metrics or {}).get(EVAL_METRIC)
+            if ppl is not None:
+                progress.log(
+                    f"{task}: epoch {state.epoch:.2f} (step {state.global_step}) validation perplexity {ppl:.2f}"
+                )
 
     return Forward()
 
 
-def _make_trainer_class(lr_of: Callable[[str], float] | None):
+def _make_trainer_class(lr_of: Callable[[str], float] | None, val: Callable[[Any], float] | None):
     from transformers import Trainer
 
     class ExpertTrainer(Trainer):
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            # Our token-weighted perplexity, not the Trainer's mean of batch losses: the same measure as before
+            # and after training, and no DeepSpeed inference engine (ZeRO-2 has none). The Trainer keeps the
+            # best checkpoint by it, restores it at the end and records it in its resumable state.
+            if val is None:
+                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            metrics = {f"{metric_key_prefix}_perplexity": val(self.model)}
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
         def create_optimizer(self, model=None):
             if lr_of is None or self.optimizer is not None:
                 return super().create_optimizer(model)
@@ -268,7 +278,7 @@ def run_training(
     save_checkpoints: bool = True,
 ) -> tuple[Any, TrainOutcome]:
     """Train with the HF Trainer, resuming from the last checkpoint in `output_dir`."""
-    from transformers import PrinterCallback, TrainingArguments
+    from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
 
     progress = progress or NullProgress()
     accelerate_env = os.environ.get("ACCELERATE_USE_DEEPSPEED")
@@ -277,14 +287,9 @@ def run_training(
     output_dir.mkdir(parents=True, exist_ok=True)
     if getattr(model.config, "use_cache", None) is not None:
         model.config.use_cache = False
-    save: dict[str, Any] = {"save_strategy": "no"}
-    if save_checkpoints:
-        save = (
-            {"save_strategy": "steps", "save_steps": params.save_steps}
-            if params.save_steps
-            else {"save_strategy": "epoch"}
-        )
-        save.update(save_total_limit=1, save_only_model=False)
+    has_val = val_ds is not None and len(val_ds) > 0
+    keep_best = has_val and save_checkpoints  # the best model is restored from its checkpoint
+    schedule = _schedule_args(params, save_checkpoints=save_checkpoints, keep_best=keep_best)
     args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=params.micro_batch_size,
@@ -302,7 +307,6 @@ def run_training(
         deepspeed=deepspeed,
         seed=params.seed,
         data_seed=params.seed,
-        eval_strategy="no",
         logging_strategy="steps",
         logging_steps=1,
         disable_tqdm=True,
@@ -312,22 +316,23 @@ def run_training(
         label_names=["labels"],
         dataloader_num_workers=0,
         remove_unused_columns=False,
-        **save,
+        **schedule,
         **_checkpointing_args(params.gradient_checkpointing),
     )
-    has_val = val_ds is not None and len(val_ds) > 0
 
     def val(m: Any) -> float:
         return perplexity(m, val_ds, tokenizer.pad_token_id, batch_size=params.micro_batch_size, precision=precision)
 
-    forward = _progress_callback(progress, task, train_ds, epoch_hook, val if has_val else None)
-    trainer = _make_trainer_class(lr_of)(
+    forward = _progress_callback(progress, task, train_ds, epoch_hook)
+    stopping = [EarlyStoppingCallback(early_stopping_patience=params.patience)] if keep_best and params.patience else []
+    trainer = _make_trainer_class(lr_of, val if keep_best else None)(
         model=model,
         args=args,
         data_collator=collator(tokenizer.pad_token_id),
         train_dataset=train_ds,
+        eval_dataset=val_ds if keep_best else None,
         processing_class=tokenizer,
-        callbacks=[forward, *callbacks],
+        callbacks=[forward, *stopping, *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log line on stdout, which carries the product
     last = last_complete_checkpoint(output_dir) if save_checkpoints else None
@@ -355,9 +360,38 @@ def run_training(
         peak_memory_bytes=peak,
         peak_memory_kind=kind,
         resumed_from=Path(last).name if last else None,
-        val_perplexity_by_epoch=forward.val_by_epoch,
+        val_history=[
+            {"step": int(h["step"]), "epoch": round(float(h.get("epoch") or 0.0), 4), "perplexity": h[EVAL_METRIC]}
+            for h in state.log_history
+            if EVAL_METRIC in h
+        ],
+        best_step=state.best_global_step if keep_best and state.best_model_checkpoint else None,
+        stopped_early=state.global_step < state.max_steps,
     )
     return trainer, outcome
+
+
+def _schedule_args(params: TrainParams, *, save_checkpoints: bool, keep_best: bool) -> dict[str, Any]:
+    """When to checkpoint and to evaluate. Evaluations fall on checkpoints (every epoch, or every `eval_steps`
+    / `save_steps`), so the Trainer can restore the best one at the end and a resumed run knows it."""
+    if not save_checkpoints:
+        return {"save_strategy": "no", "eval_strategy": "no"}
+    every = params.eval_steps or params.save_steps
+    out: dict[str, Any] = (
+        {"save_strategy": "steps", "save_steps": params.save_steps or every} if every else {"save_strategy": "epoch"}
+    )
+    out.update(save_total_limit=1, save_only_model=False, eval_strategy="no")
+    if keep_best:
+        out.update(
+            eval_strategy="steps" if every else "epoch",
+            load_best_model_at_end=True,
+            metric_for_best_model=EVAL_METRIC,
+            greater_is_better=False,
+            restore_callback_states_from_checkpoint=True,  # early stopping's count of validations without gain
+        )
+        if every:
+            out["eval_steps"] = every
+    return out
 
 
 def _forget_deepspeed(accelerate_env: str | None) -> None:

@@ -95,3 +95,14 @@ def test_bad_outline_exits_2_with_one_line(project, cli, case):
     assert r.code == 2 and r.stdout == ""
     assert len(r.err_lines) == 1, r.stderr
     assert r.err_lines[0].startswith(f"error: {path}:") and expected in r.err_lines[0]
+
+
+def test_an_expert_that_did_not_improve_is_named_in_a_warning(project, cli):
+    manifest = project.work / "experts" / "friends" / "manifest.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    manifest.write_text(json.dumps({**data, "improved": False}), encoding="utf-8")
+    outline = project.outline(SECTIONS[:2])
+    r = cli("-c", str(project.config_path), "compose", str(outline), cwd=project.root, env=ONE_THREAD)
+    assert r.code == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: expert")]
+    assert len(warnings) == 1 and "'friends' did not improve" in warnings[0] and "--only friends" in warnings[0]
