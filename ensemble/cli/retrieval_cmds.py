@@ -32,18 +32,30 @@ def build_index_cmd(
 @app.command("search")
 def search_cmd(
     ctx: typer.Context,
-    query: str = typer.Argument(..., help="what to look for"),
+    query: str = typer.Argument(..., help='what to look for; "" with --theme: the theme alone'),
     theme: str | None = typer.Option(None, "--theme", help="passages must also match this (adverbs kept)"),
     k: int = typer.Option(10, "-k", "--k", help="number of passages"),
     as_json: bool = typer.Option(False, "--json", help='one {"id","doc_id","score","text"} object per line'),
+    explain: bool = typer.Option(
+        False, "--explain", help="show which theme and query terms each passage matched, and each clause's score"
+    ),
 ) -> None:
     """Show the top-k passages for QUERY by BM25."""
-    from ..retrieval.build import search
+    from ..retrieval.build import explain_search, search
 
-    hits = search(state(ctx).project(), query, theme=theme, k=k)
+    cfg = state(ctx).project()
+    if explain:
+        explained = explain_search(cfg, query, theme=theme, k=k)
+        hits = [e.hit for e in explained]
+        rows = [e.to_dict() for e in explained]
+        matched = [e.summary() for e in explained]
+    else:
+        hits = search(cfg, query, theme=theme, k=k)
+        rows = [{"id": h.id, "doc_id": h.doc_id, "score": h.score, "text": h.text} for h in hits]
+        matched = []
     if as_json:
-        for h in hits:
-            print(json.dumps({"id": h.id, "doc_id": h.doc_id, "score": h.score, "text": h.text}, ensure_ascii=False))
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table
@@ -52,9 +64,12 @@ def search_cmd(
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("score", justify="right", no_wrap=True)
     table.add_column("passage", no_wrap=True)
-    table.add_column("text", ratio=1, overflow="fold")
+    if explain:
+        table.add_column("matched", ratio=1, overflow="fold")
+    table.add_column("text", ratio=2, overflow="fold")
     for i, h in enumerate(hits, 1):
-        table.add_row(str(i), f"{h.score:.3f}", h.id, " ".join(h.text.split()))
+        why = [matched[i - 1]] if explain else []
+        table.add_row(str(i), f"{h.score:.3f}", h.id, *why, " ".join(h.text.split()))
     console = Console(highlight=False)
     if hits:
         console.print(table)

@@ -19,6 +19,11 @@ class Hit:
     text: str
 
 
+def is_blank(query: str) -> bool:
+    """A query of only whitespace: with a theme, a theme-only search."""
+    return not query.strip()
+
+
 class Retriever(Protocol):
     """BM25 over passages with two analyzed fields: `text` (main analyzer) and `text.adv` (adverb-keeping)."""
 
@@ -42,7 +47,16 @@ class Retriever(Protocol):
         ...
 
     def search(self, query: str, theme: str | None = None, k: int = 10) -> list[Hit]:
-        """bool query: must = match(theme) on text.adv, should = match(query) on text; no theme: match(query)."""
+        """bool query: must = match(theme) on text.adv, should = match(query) on text with
+        minimum_should_match 1, so a hit holds the theme AND at least one query term; score = the sum of both
+        clauses. No theme: match(query). A blank query (only whitespace) with a theme searches the theme alone;
+        a query whose words all analyze away (adverbs, punctuation) matches nothing, as in Elasticsearch."""
+        ...
+
+    def clause_scores(self, ids: Sequence[str], query: str, theme: str | None = None) -> dict[str, dict[str, float]]:
+        """Each clause of `search(query, theme)` run alone over the passages `ids`: {"theme": {id: score},
+        "query": {id: score}} (a clause the search lacks is absent; a passage it does not match too), so a
+        hit's score is the sum of its parts."""
         ...
 
     def passage_count(self) -> int: ...

@@ -20,6 +20,7 @@ from ..corpus.load import check_documents, corpus_bytes, read_documents
 from ..corpus.passages import split_passages_many
 from ..text.analyzers import speed_note
 from .base import Hit, Retriever, open_retriever
+from .explain import ExplainedHit, explain_hits
 
 if TYPE_CHECKING:
     from ..config.project import PassagesConfig, ProjectConfig
@@ -233,11 +234,24 @@ def _index(
 
 
 def search(cfg: ProjectConfig, query: str, theme: str | None = None, k: int = 10) -> list[Hit]:
-    """Top-k passages for `query` (conjoined with `theme` when given) from the built index."""
+    """Top-k passages for `query` (conjoined with `theme` when given; a blank query searches the theme alone)
+    from the built index."""
     if k <= 0:
         raise ConfigError(f"k must be a positive number of passages, got {k}", key="k")
     retriever = open_retriever(cfg)
     try:
         return retriever.search(query, theme=theme, k=k)
+    finally:
+        retriever.close()
+
+
+def explain_search(cfg: ProjectConfig, query: str, theme: str | None = None, k: int = 10) -> list[ExplainedHit]:
+    """`search`, with each hit's matched theme and query terms and the score part of each clause."""
+    if k <= 0:
+        raise ConfigError(f"k must be a positive number of passages, got {k}", key="k")
+    retriever = open_retriever(cfg)
+    try:
+        hits = retriever.search(query, theme=theme, k=k)
+        return explain_hits(retriever, cfg.index.analyzer, hits, query, theme)
     finally:
         retriever.close()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ArtifactError, BackendError, ConfigError, EnsembleError
 from . import elastic_template as tpl
-from .base import Hit
+from .base import Hit, is_blank
 from .elastic_errors import CREDENTIAL_VARS, REBUILD_HINT, check_server_version, import_client, translate
 
 if TYPE_CHECKING:
@@ -152,13 +152,27 @@ def physical_pattern(alias: str) -> re.Pattern[str]:
     return re.compile(re.escape(alias) + r"-\d{20}")
 
 
+def clause_queries(query: str, theme: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """The clauses of a passage search by name ("theme", "query"): a blank query with a theme leaves the
+    theme alone."""
+    match = ("query", {"match": {"text": query}})
+    if theme is None:
+        return [match]
+    # an empty theme analyzes to nothing, so (as in the embedded backend) nothing matches
+    must = ("theme", {"match": {"text.adv": theme}})
+    return [must] if is_blank(query) else [must, match]
+
+
 def search_body(query: str, theme: str | None, k: int) -> dict[str, Any]:
     """The body of a passage search: the contract's bool query, plus a stable order among equal scores."""
-    match = {"match": {"text": query}}
-    if theme is not None:  # an empty theme analyzes to nothing, so (as in the embedded backend) nothing matches
-        q: dict[str, Any] = {"bool": {"must": [{"match": {"text.adv": theme}}], "should": [match]}}
+    clauses = dict(clause_queries(query, theme))
+    q: dict[str, Any]
+    if theme is None:
+        q = clauses["query"]
+    elif "query" not in clauses:
+        q = {"bool": {"must": [clauses["theme"]]}}
     else:
-        q = match
+        q = {"bool": {"must": [clauses["theme"]], "should": [clauses["query"]], "minimum_should_match": 1}}
     return {
         "query": q,
         "size": k,
@@ -166,6 +180,16 @@ def search_body(query: str, theme: str | None, k: int) -> dict[str, Any]:
         "track_scores": True,
         "track_total_hits": False,
         "_source": ["doc_id", "text"],
+    }
+
+
+def clause_body(clause: dict[str, Any], ids: Sequence[str]) -> dict[str, Any]:
+    """One clause alone, over the passages `ids` only: each hit's score is that clause's part of its score."""
+    return {
+        "query": {"bool": {"filter": [{"ids": {"values": list(ids)}}], "must": [clause]}},
+        "size": len(ids),
+        "track_total_hits": False,
+        "_source": False,
     }
 
 
@@ -381,6 +405,20 @@ class ElasticRetriever:
                 )
             )
         return hits
+
+    def clause_scores(self, ids: Sequence[str], query: str, theme: str | None = None) -> dict[str, dict[str, float]]:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        self._refresh_if_dirty()
+        out: dict[str, dict[str, float]] = {}
+        for name, clause in clause_queries(query, theme):
+            body = clause_body(clause, ids)
+            kwargs = {("source" if key == "_source" else key): v for key, v in body.items()}
+            with self._conn.errors("explaining a search"):
+                resp = self._client.search(index=self.target, search_type="dfs_query_then_fetch", **kwargs).body
+            out[name] = {h["_id"]: float(h.get("_score") or 0.0) for h in resp.get("hits", {}).get("hits", [])}
+        return out
 
     def passage_count(self) -> int:
         self._refresh_if_dirty()
@@ -613,6 +651,8 @@ __all__ = [
     "ElasticRetriever",
     "analyze_remote",
     "bulk_actions",
+    "clause_body",
+    "clause_queries",
     "connect",
     "search_body",
     "swap_actions",

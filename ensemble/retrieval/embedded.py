@@ -40,7 +40,7 @@ from ..core.artifacts import read_json, write_json_atomic
 from ..core.errors import ArtifactError, ConfigError
 from ..core.locks import held_by_other_process
 from ..text.analyzers import adv_analyzer_name, analyze, index_fields
-from .base import Hit
+from .base import Hit, is_blank
 
 if TYPE_CHECKING:
     from ..config.project import ProjectConfig
@@ -400,25 +400,46 @@ class EmbeddedRetriever:
         Should = self._tantivy.Occur.Should
         return Query.boolean_query([(Should, q) for q in clauses])
 
+    def _clauses(self, query: str, theme: str | None) -> list[tuple[str, str, list[str]]]:
+        """(clause, field, terms) of the contract's query (see `Retriever.search`); [] when it matches nothing."""
+        terms = analyze(query, self.client_analyzer)
+        if theme is None:
+            return [("query", "text", terms)] if terms else []  # Elasticsearch: a match without terms
+        theme_terms = analyze(theme, self.adv_analyzer)
+        if not theme_terms or (not is_blank(query) and not terms):
+            return []
+        return [("theme", "text_adv", theme_terms)] + ([("query", "text", terms)] if terms else [])
+
+    def _query(self, clauses: list[tuple[str, str, list[str]]]):
+        """Every clause required (the query's as minimum_should_match 1 makes Elasticsearch's should clause);
+        a boolean query scores the sum of its clauses, as Elasticsearch does."""
+        Must = self._tantivy.Occur.Must
+        matches = [self._match(field, terms) for _, field, terms in clauses]
+        return matches[0] if len(matches) == 1 else self._tantivy.Query.boolean_query([(Must, m) for m in matches])
+
     def search(self, query: str, theme: str | None = None, k: int = 10) -> list[Hit]:
         if k <= 0:
             raise ConfigError(f"k must be a positive number of passages, got {k}", key="k")
-        terms = analyze(query, self.client_analyzer)
-        if theme is None:
-            if not terms:
-                return []  # Elasticsearch: a match query with no terms matches nothing
-            q = self._match("text", terms)
-        else:
-            theme_terms = analyze(theme, self.adv_analyzer)
-            if not theme_terms:
-                return []  # the must clause matches nothing, so the whole bool query matches nothing
-            Occur = self._tantivy.Occur
-            clauses = [(Occur.Must, self._match("text_adv", theme_terms))]
-            if terms:
-                clauses.append((Occur.Should, self._match("text", terms)))
-            q = self._tantivy.Query.boolean_query(clauses)
+        clauses = self._clauses(query, theme)
+        if not clauses:
+            return []
         searcher = self._searcher()
-        hits = searcher.search(q, limit=k, count=False).hits
+        return self._hits(searcher, searcher.search(self._query(clauses), limit=k, count=False).hits)
+
+    def clause_scores(self, ids: Sequence[str], query: str, theme: str | None = None) -> dict[str, dict[str, float]]:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        Query, Must = self._tantivy.Query, self._tantivy.Occur.Must
+        only = Query.const_score_query(Query.term_set_query(self._schema, "id", ids), 0.0)
+        searcher = self._searcher()
+        out: dict[str, dict[str, float]] = {}
+        for name, field, terms in self._clauses(query, theme):
+            q = Query.boolean_query([(Must, only), (Must, self._match(field, terms))])
+            out[name] = {h.id: h.score for h in self._hits(searcher, searcher.search(q, limit=len(ids)).hits)}
+        return out
+
+    def _hits(self, searcher: Any, hits: list[tuple[float, Any]]) -> list[Hit]:
         if not hits:
             return []
         addrs = [addr for _, addr in hits]

@@ -426,9 +426,11 @@ def _norm_length(n: int) -> int:
 
 class _Scorer:
     """Elasticsearch's query semantics as this project assumes them: `match` (or-ed terms, duplicates kept,
-    no terms -> no match), `bool` (all `must` required, scores of matching clauses summed), `terms` on
-    keywords, and BM25 as Lucene computes it (one-byte length norms, N and avgdl over passages that have the
-    field), times k1 + 1 as Elasticsearch reports `_score`."""
+    no terms -> no match), `bool` (every `must` and `filter` required, at least `minimum_should_match` (an
+    integer) of the `should` clauses, by default 1 when nothing else is required and 0 otherwise; the scores
+    of matching `must` and `should` clauses summed, `filter` unscored), `terms` on keywords, `ids`, and BM25
+    as Lucene computes it (one-byte length norms, N and avgdl over passages that have the field), times
+    k1 + 1 as Elasticsearch reports `_score`."""
 
     def __init__(self, ix: Index) -> None:
         self.ix = ix
@@ -476,13 +478,16 @@ class _Scorer:
         if "match" in query:
             ((fld, text),) = query["match"].items()
             return self._match(fld, text)
+        if "ids" in query:
+            return dict.fromkeys((pid for pid in query["ids"]["values"] if pid in self.ix.visible), 1.0)
         if "bool" in query:
             b = query["bool"]
             must = [self.scores(q) for q in b.get("must", [])]
+            required = must + [self.scores(q) for q in b.get("filter", [])]
             should = [self.scores(q) for q in b.get("should", [])]
-            if must:
-                candidates = set.intersection(*(set(m) for m in must))
-            else:
-                candidates = set().union(*(set(m) for m in should))
+            # Elasticsearch's default: at least one should clause when nothing else is required, else none
+            msm = int(b.get("minimum_should_match", 0 if required else 1)) if should else 0
+            candidates = set.intersection(*(set(m) for m in required)) if required else set(self.ix.visible)
+            candidates = {pid for pid in candidates if sum(pid in c for c in should) >= msm}
             return {pid: sum(c.get(pid, 0.0) for c in must + should) for pid in candidates}
         raise ValueError(f"query not emulated: {query}")

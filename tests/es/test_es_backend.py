@@ -257,6 +257,7 @@ def test_search_body_with_theme():
         "bool": {
             "must": [{"match": {"text.adv": "together"}}],
             "should": [{"match": {"text": "family table"}}],
+            "minimum_should_match": 1,  # the theme AND at least one query term
         }
     }
     assert body["size"] == 5
@@ -270,6 +271,27 @@ def test_search_body_without_theme():
     assert search_body("friends", "", 10)["query"]["bool"]["must"] == [{"match": {"text.adv": ""}}]
 
 
+def test_search_body_of_a_blank_query_is_the_theme_alone():
+    assert search_body(" ", "together", 10)["query"] == {"bool": {"must": [{"match": {"text.adv": "together"}}]}}
+
+
+def test_clause_scores_search_each_clause_over_the_hits_only(fake_es, es_cfg):
+    build(es_cfg)
+    r = ElasticRetriever.open(es_cfg)
+    hits = r.search("family friends", theme="together", k=3)
+    assert [h.id for h in hits] == ["a#0", "b#0"]
+    parts = r.clause_scores([h.id for h in hits], "family friends", theme="together")
+    sent = [c.body for c in fake_es.calls("POST", "_search$") if "filter" in str(c.body)]
+    assert [b["query"]["bool"]["must"] for b in sent] == [
+        [{"match": {"text.adv": "together"}}],
+        [{"match": {"text": "family friends"}}],
+    ]
+    assert all(b["query"]["bool"]["filter"] == [{"ids": {"values": [h.id for h in hits]}}] for b in sent)
+    for h in hits:
+        assert parts["theme"][h.id] + parts["query"].get(h.id, 0.0) == pytest.approx(h.score, rel=1e-6)
+    r.close()
+
+
 def test_search_sends_bool_query_and_maps_hits(fake_es, es_cfg):
     build(es_cfg)
     r = ElasticRetriever.open(es_cfg)
@@ -280,8 +302,10 @@ def test_search_sends_bool_query_and_maps_hits(fake_es, es_cfg):
     assert req.body["query"]["bool"]["must"] == [{"match": {"text.adv": "together"}}]
     assert req.body["_source"] == ["doc_id", "text"]
     assert hits[0] == Hit(id="a#0", doc_id="a", score=hits[0].score, text="together with family")
-    assert hits[0].score > hits[-1].score > 0
-    assert {h.id for h in hits} <= {"a#0", "b#0", "c#2"}  # the theme is required
+    assert hits[0].score > 0
+    # the theme is required, and a query term too: b#0 and c#2 hold only the theme, a#1 only the query
+    assert [h.id for h in hits] == ["a#0"]
+    assert req.body["query"]["bool"]["minimum_should_match"] == 1
     with pytest.raises(ConfigError, match="k must be a positive"):
         r.search("friends", k=0)
     r.close()

@@ -184,22 +184,50 @@ def test_score_is_lucene_bm25_by_hand(loaded):
 def test_theme_is_a_must_clause_on_the_adverb_keeping_field(loaded):
     # The main analyzer drops the adverb 함께, so as a query it matches nothing...
     assert loaded.search("함께") == []
-    # ...but as a theme only passages containing it qualify, and the query only reorders them.
+    # ...but as a theme only passages containing it qualify, and of those only the ones holding a query term
+    # (minimum_should_match 1): friends-trip, village-kimjang and work-team hold 함께 but not 가족.
     hits = loaded.search("가족", theme="함께", k=50)
-    assert set(ids(hits)) == TOGETHER
-    theme_hits = loaded.search("그리고", theme="함께", k=50)  # a query without terms: the theme alone ranks
-    assert set(ids(theme_hits)) == TOGETHER
-    # The passages that also hold 가족 move up: family-dinner to the top, the long 설날 one off the bottom.
-    assert ids(theme_hits)[-1] == "table-seollal#0" and ids(theme_hits)[0] != "family-dinner#0"
-    assert hits[0].id == "family-dinner#0"
-    assert ids(hits).index("table-seollal#0") < ids(hits).index("village-kimjang#0")
+    assert ids(hits) == ["family-dinner#0", "table-seollal#0"]
     # Scores add up as in Elasticsearch's bool query: must + should.
-    theme_only = {h.id: h.score for h in theme_hits}
+    theme_only = {h.id: h.score for h in loaded.search("", theme="함께", k=50)}
     query_only = {h.id: h.score for h in loaded.search("가족", k=50)}
     for h in hits:
-        assert h.score == pytest.approx(theme_only[h.id] + query_only.get(h.id, 0.0), rel=1e-5)
+        assert h.score == pytest.approx(theme_only[h.id] + query_only[h.id], rel=1e-5)
     expected = hand_score("함께", "table-seollal#0", "nori_adv") + hand_score("가족", "table-seollal#0")
-    assert {h.id: h.score for h in hits}["table-seollal#0"] == pytest.approx(expected, rel=1e-5)
+    assert hits[1].score == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_passage_with_the_theme_but_no_query_term_is_not_returned(loaded):
+    assert ids(loaded.search("김장 축제", theme="함께", k=50)) == ["village-kimjang#0"]  # village-festival lacks 함께
+    assert ids(loaded.search("등산", theme="함께", k=50)) == []  # nature-mountain lacks 함께, the rest 등산
+
+
+def test_a_blank_query_with_a_theme_searches_the_theme_alone(loaded):
+    # The theme ranks alone: the long 설날 passage last.
+    for blank in ("", "   "):
+        hits = loaded.search(blank, theme="함께", k=50)
+        assert set(ids(hits)) == TOGETHER and ids(hits)[-1] == "table-seollal#0"
+    (hit,) = [h for h in hits if h.id == "table-seollal#0"]
+    assert hit.score == pytest.approx(hand_score("함께", "table-seollal#0", "nori_adv"), rel=1e-5)
+    # Words that all analyze away are not a blank query: as in Elasticsearch, the query clause then matches
+    # nothing and so does the search.
+    assert loaded.search("그리고", theme="함께", k=50) == []
+    assert loaded.search("", k=50) == []  # no theme: nothing to search for
+
+
+def test_clause_scores_are_the_parts_of_a_hits_score(loaded):
+    hits = loaded.search("가족 저녁", theme="함께", k=50)
+    parts = loaded.clause_scores([h.id for h in hits], "가족 저녁", theme="함께")
+    assert set(parts) == {"theme", "query"}
+    for h in hits:
+        assert parts["theme"][h.id] > 0 and parts["query"][h.id] > 0
+        assert parts["theme"][h.id] + parts["query"][h.id] == pytest.approx(h.score, rel=1e-5)
+    # Only the passages asked about; a clause the search lacks is absent.
+    assert set(loaded.clause_scores(["family-dinner#0"], "가족", theme="함께")["query"]) == {"family-dinner#0"}
+    assert set(loaded.clause_scores(["family-photo#0"], "", theme="함께")) == {"theme"}
+    only = loaded.clause_scores(["family-photo#0"], "가족")
+    assert only == {"query": {"family-photo#0": pytest.approx(hand_score("가족", "family-photo#0"), rel=1e-5)}}
+    assert loaded.clause_scores([], "가족") == {}
 
 
 def test_text_without_terms_matches_nothing(loaded):

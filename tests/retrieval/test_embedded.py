@@ -69,7 +69,7 @@ def test_passage_without_main_terms_is_still_found_by_its_theme(open_backend):
         r.commit()
         assert r.passage_count() == 2
         assert r.search("그리고 또 아주 정말로") == []
-        assert ids(r.search("사진", theme="정말로")) == ["adverbs#0"]
+        assert ids(r.search("", theme="정말로")) == ["adverbs#0"]  # a theme-only search
 
 
 def test_uncommitted_writes_are_dropped_on_close(open_backend):

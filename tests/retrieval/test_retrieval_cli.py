@@ -49,10 +49,32 @@ def test_search_prints_a_table_and_json_lines(built, cli):
     assert [row["id"] for row in rows][0] == "family-dinner#0"
     assert all(set(row) == {"id", "doc_id", "score", "text"} for row in rows)
     assert all(isinstance(row["score"], float) for row in rows)
-    assert {row["doc_id"] for row in rows} == {
+    assert [row["doc_id"] for row in rows] == ["family-dinner", "table-seollal"]  # 함께 and 가족 both
+    assert cli("-c", str(built), "search", "함께", "--json").stdout == ""  # an adverb alone finds nothing
+    r = cli("-c", str(built), "search", "", "--theme", "함께", "--json")  # the theme alone
+    assert {json.loads(line)["doc_id"] for line in r.stdout.splitlines()} == {
         "family-dinner", "friends-trip", "village-kimjang", "work-team", "table-seollal",
     }  # fmt: skip
-    assert cli("-c", str(built), "search", "함께", "--json").stdout == ""  # an adverb alone finds nothing
+
+
+def test_search_explain_shows_the_matched_clauses(built, cli):
+    r = cli("-c", str(built), "search", "가족 저녁 바다", "--theme", "함께", "--json", "--explain")
+    assert r.code == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    matched = {row["id"]: row["matched"] for row in rows}
+    assert set(matched) == {"family-dinner#0", "friends-trip#0", "table-seollal#0"}
+    dinner = matched["family-dinner#0"]
+    assert dinner["theme"] == {"field": "text.adv", "terms": ["함께"], "score": dinner["theme"]["score"]}
+    assert dinner["query"]["terms"] == ["가족", "저녁"] and dinner["query"]["field"] == "text"
+    assert matched["friends-trip#0"]["query"]["terms"] == ["바다"]
+    for row in rows:
+        parts = row["matched"]["theme"]["score"] + row["matched"]["query"]["score"]
+        assert parts == pytest.approx(row["score"], rel=1e-5)
+    table = cli("-c", str(built), "search", "가족 저녁 바다", "--theme", "함께", "--explain", env={"COLUMNS": "200"})
+    assert table.code == 0 and table.stderr == ""
+    assert "theme 함께" in table.stdout and "query 가족 저녁" in table.stdout
+    r = cli("-c", str(built), "search", "", "--theme", "함께", "--json", "--explain", "-k", "1")
+    assert set(json.loads(r.stdout)["matched"]) == {"theme"}  # a theme-only search has no query clause
 
 
 def test_search_before_build_index_says_what_to_do(tmp_path, cli):
