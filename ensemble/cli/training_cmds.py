@@ -43,7 +43,15 @@ def train_experts_cmd(
         list[str] | None, typer.Option("--only", metavar="NAME", help="train only this topic (repeatable)")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="retrain experts that are already trained")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the expert manifests as JSON on stdout")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the expert manifests (with each topic's data report) as JSON")
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="refuse (exit 2) when a topic has too few passages or shares most with another topic"
+        ),
+    ] = False,
 ) -> None:
     """Retrieve each topic's passages, build its dataset and train its adapter on the shared base.
 
@@ -53,7 +61,9 @@ def train_experts_cmd(
 
     st = state(ctx)
     with _stdout_to_stderr():
-        manifests = train_experts(st.project(), topics, only=only or None, force=force, progress=st.progress())
+        manifests = train_experts(
+            st.project(), topics, only=only or None, force=force, progress=st.progress(), strict=strict
+        )
     if os.environ.get("RANK", "0") != "0":
         return
     if as_json:

@@ -48,6 +48,9 @@ class TrainParams(StrictModel):
     """Per-expert training settings (the `defaults` block; every key may be overridden on a topic)."""
 
     top_k: int = Field(500, gt=0, description="passages retrieved per query")
+    min_passages: int = Field(
+        50, ge=0, description="warn (with --strict: refuse) when a topic finds fewer passages after de-duplication"
+    )
     method: Literal["lora", "freeze"] = "lora"
     epochs: float = Field(3, gt=0)
     max_steps: int | None = Field(None, gt=0, description="stop after N optimizer steps (overrides epochs)")

@@ -33,7 +33,7 @@ from .dataset import (
 )
 from .registry import MANIFEST_FORMAT, ExpertManifest, expert_dir, read_manifest
 from .runtime import Precision, dist_rank, quiet_hf, resolve_precision
-from .topic_data import ExpertData, retrieve_topic, write_dataset
+from .topic_data import ExpertData, data_warning, retrieve_topic, review_datasets, write_dataset
 from .trainer import resolve_deepspeed
 
 
@@ -85,7 +85,7 @@ def _plan(topics: TopicsFile, topic: TopicSpec) -> Plan:
         p = topics.resolve(f)
         extra[f] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
     ident = {
-        "params": params.model_dump(),
+        "params": params.model_dump(exclude={"min_passages"}),  # a warning threshold: no reason to retrain
         "queries": topic.queries,
         "theme": topics.theme,
         "files": extra,
@@ -242,6 +242,7 @@ def _train_one(
             "tokens_train": train_ds.n_tokens,
             "tokens_val": val_ds.n_tokens,
             "dataset_sha256": data.sha256,
+            **data.report(),
         },
         trainable_params=info.trainable_params,
         total_params=info.total_params,
@@ -318,11 +319,16 @@ def train_experts(
     force: bool = False,
     progress: Progress | None = None,
     callbacks: Sequence[Any] = (),
+    strict: bool = False,
 ) -> list[ExpertManifest]:
     """Train every topic's expert (or those in `only`); finished ones are kept unless `force`, interrupted
-    ones resume from their last checkpoint. `callbacks` are extra HF TrainerCallbacks."""
+    ones resume from their last checkpoint. `callbacks` are extra HF TrainerCallbacks. Each topic's data is
+    reported (hits per query, passages, overlap with the other topics) and a thin or shared dataset warned
+    about (`progress.log`, or a Python warning without `progress`); `strict` makes that an error, raised
+    before any model is loaded or anything is written."""
     from ..retrieval import base as retrieval
 
+    warn = progress.log if progress is not None else data_warning
     progress = progress or NullProgress()
     topics = load_topics(topics_path)
     selected = _select(topics, only)
@@ -330,12 +336,14 @@ def train_experts(
     plans = [_plan(topics, t) for t in selected]
     lock = work_lock(cfg.work_path / "training.lock") if dist_rank() == 0 else contextlib.nullcontext()
     with lock, quiet_hf():
-        fingerprint = base_fingerprint(cfg)
         retriever = retrieval.open_retriever(cfg)
         try:
             data = {p.topic.name: retrieve_topic(retriever, topics, p.topic, p.params) for p in plans}
         finally:
             retriever.close()
+        params = {p.topic.name: p.params for p in plans}
+        data = review_datasets(topics, data, params, strict=strict, log=progress.log, warn=warn)
+        fingerprint = base_fingerprint(cfg)
         results: dict[str, ExpertManifest] = {}
         todo: list[Plan] = []
         for plan in plans:
@@ -343,7 +351,7 @@ def train_experts(
             done, why = (None, None) if force else _finished(cfg, plan, data[name], fingerprint)
             if done is not None:
                 progress.log(f"{name}: already trained; skipping (--force to retrain)")
-                results[name] = done
+                results[name] = done.model_copy(update={"data": {**done.data, **data[name].report()}})
                 continue
             if why:
                 progress.log(f"{name}: retraining because {why}")
