@@ -16,13 +16,17 @@ def init(
     ctx: typer.Context,
     directory: Path = typer.Argument(..., help="where to write the example project"),
     force: bool = typer.Option(False, "--force", help="write into a non-empty directory, overwriting files"),
+    base_model: str = typer.Option(
+        None, "--base-model", help="a pretrained causal LM (hub id or directory); training settings to suit it"
+    ),
 ) -> None:
     """Write a runnable example project (config, topics, outline and a Korean sample corpus)."""
     from ..examples import init_project
 
-    dest = init_project(directory, force=force)
+    dest = init_project(directory, force=force, base_model=base_model)
     if not state(ctx).quiet:
-        print(f"wrote example project to {dest}; next: cd {dest} && ensemble build-index", file=sys.stderr)
+        train = "ensemble train-experts topics.yaml" if base_model else "ensemble pretrain-base"
+        print(f"wrote example project to {dest}; next: cd {dest} && ensemble build-index && {train}", file=sys.stderr)
 
 
 @app.command()

@@ -1,0 +1,111 @@
+"""`ensemble init DIR --base-model M`: the example project set up for a pretrained base instead of the tiny
+offline one. The tiny model learns the corpus from scratch and wants a high learning rate and many passes; a
+pretrained base already writes the language and only needs to shift towards each topic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import regex as re
+import yaml
+
+# key: (value, comment). Each differs from the offline example (tiny base) for the reason given.
+PRETRAINED_DEFAULTS: dict[str, tuple[object, str]] = {
+    "top_k": (50, "passages per query: a pretrained base needs more text, and only query matches count"),
+    "epochs": (3, "a pretrained base adapts in 2-3 passes; the best validation is kept, patience stops early"),
+    "learning_rate": (2.0e-4, "LoRA on a pretrained base: 1e-4..3e-4; the tiny base's 0.01 wrecks one"),
+    "micro_batch_size": (1, "a real base's activations: keep the micro-batch small ..."),
+    "grad_accum": (8, "... and accumulate: 8 samples per optimizer step"),
+    "gradient_checkpointing": (True, "recompute activations: a real base fits in less memory"),
+}
+BLOCK_SIZES = (128, 256, 512, 1024)
+
+
+def block_size_for(passage_tokens: Sequence[int], max_positions: int | None) -> int:
+    """The smallest block holding two long passages (90th percentile) whole, within the model's positions."""
+    if not passage_tokens:
+        return 256
+    p90 = sorted(passage_tokens)[int(0.9 * (len(passage_tokens) - 1))]
+    limit = max_positions or BLOCK_SIZES[-1]
+    fitting = [b for b in BLOCK_SIZES if b <= limit] or [limit]
+    return next((b for b in fitting if b >= 2 * p90), fitting[-1])
+
+
+def corpus_passages(corpus: Path, max_chars: int) -> list[str]:
+    """The example corpus cut roughly as build-index cuts it: paragraphs packed up to max_chars, a longer one
+    in max_chars pieces (build-index cuts at sentences)."""
+    out: list[str] = []
+    for f in sorted(corpus.glob("*.txt")):
+        current = ""
+        for para in (p.strip() for p in f.read_text(encoding="utf-8").split("\n")):
+            if current and len(current) + 1 + len(para) > max_chars:
+                out.append(current)
+                current = ""
+            current = f"{current} {para}".strip()
+            while len(current) > max_chars:
+                out.append(current[:max_chars])
+                current = current[max_chars:]
+        if current:
+            out.append(current)
+    return out
+
+
+def load_tokenize(base_model: str) -> tuple[Callable[[list[str]], list[int]], int | None] | None:
+    """(texts → token counts, max positions) of a base found locally; None when it cannot be read offline."""
+    try:
+        from transformers import AutoConfig, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
+        config = AutoConfig.from_pretrained(base_model, local_files_only=True)
+    except Exception:  # not downloaded yet, not a model, no network: fall back to a character estimate
+        return None
+    config = getattr(config, "text_config", None) or config
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+    def count(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+
+    return count, positions
+
+
+def pretrained_settings(corpus: Path, max_chars: int, base_model: str) -> tuple[dict[str, tuple[object, str]], str]:
+    """The topics.yaml defaults for `base_model`, and a line saying how block_size was chosen."""
+    passages = corpus_passages(corpus, max_chars)
+    found = load_tokenize(base_model)
+    if found is None:
+        counts, positions = [len(p) for p in passages], None
+        how = "its tokenizer is not on this machine: sized at one token per character, recheck it"
+    else:
+        tokenize, positions = found
+        counts = tokenize(passages)
+        how = "measured in its tokens on the example corpus"
+    block = block_size_for(counts, positions)
+    settings = {**PRETRAINED_DEFAULTS, "block_size": (block, f"two long passages whole ({how})")}
+    return settings, how
+
+
+def _yaml_scalar(value: object) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def rewrite_defaults(text: str, settings: dict[str, tuple[object, str]]) -> str:
+    """topics.yaml with these keys of its `defaults:` block set (comments replaced), everything else kept."""
+    lines = text.splitlines(keepends=True)
+    out, in_defaults = [], False
+    for line in lines:
+        if re.match(r"^\S", line):
+            in_defaults = line.startswith("defaults:")
+        m = re.match(r"^  (\w+):", line) if in_defaults else None
+        if m and m.group(1) in settings:
+            value, comment = settings[m.group(1)]
+            line = f"  {m.group(1)}: {_yaml_scalar(value)}  # {comment}\n"
+        out.append(line)
+    return "".join(out)
+
+
+def set_base_model(text: str, base_model: str) -> str:
+    """ensemble.yaml with `base_model` set, in place of its commented-out example."""
+    line = f"base_model: {_yaml_scalar(base_model)}\n"
+    new, n = re.subn(r"(?m)^# base_model: .*\n", line, text, count=1)
+    return new if n else text.rstrip("\n") + "\n" + line
