@@ -30,6 +30,9 @@ _FINAL_KO = re.compile(r"(?:다|요|죠|까)[\"'”’」』]*$")
 # Punctuation a sentence cannot start with (a model's stray "..." or ". ." before the words).
 _LEADING_JUNK = re.compile(r"^[\s.,;:!?…·。、，！？~\-]+")
 _LETTER = re.compile(r"[\p{L}\p{N}]")
+# Zero-width and other invisible format characters (U+200B-U+200D, U+2060, U+FEFF, bidi marks) a model may
+# emit: invisible in the document, they would still keep equal words apart for the guards and the splitter.
+_INVISIBLE = re.compile(r"\p{Cf}+")
 MIN_LETTERS = 2
 
 REJECT_REASONS = ("repeat", "copy", "incomplete")
@@ -110,6 +113,11 @@ def complete_sentences(pieces: Sequence[str], *, model_ended: bool) -> list[str]
     return [p for p in cleaned if len(_LETTER.findall(p)) >= MIN_LETTERS]
 
 
+def visible(text: str) -> str:
+    """Generated text without invisible format characters."""
+    return _INVISIBLE.sub("", text)
+
+
 def start_state(section: ChainSection, split: SplitFn) -> SectionState:
     """The user's prompt opens the section; an unfinished last sentence waits for the model to finish it."""
     pieces = split([section.prompt])[0]
@@ -125,11 +133,12 @@ def start_state(section: ChainSection, split: SplitFn) -> SectionState:
 
 
 def prompt_for(section: ChainSection, state: SectionState) -> str:
+    """The text the next continuation follows; the section's `prompt_prefix` goes with it separately."""
     context = state.sentences[-section.params.context_sentences :]
     text = " ".join([*context, state.pending] if state.pending else context)
     if section.params.prefix_heading:
         text = f"{section.heading}\n{text}"
-    return section.prompt_prefix + text
+    return text
 
 
 def _judge(sentences: Sequence[str], repeat: RepeatGuard, copy: Guard, params: GenerationParams) -> str | None:
@@ -241,14 +250,15 @@ def run_chain(
             prompt = prompt_for(sec, state)
             sampling = Sampling.from_params(sec.params)
             for j in range(sec.params.candidates):
-                requests.append(Request(prompt, sec.expert, sampling, row_seed(seed, i, state.step, j)))
+                seed_j = row_seed(seed, i, state.step, j)
+                requests.append(Request(prompt, sec.expert, sampling, seed_j, prefix=sec.prompt_prefix))
                 owners.append(i)
         t0 = time.monotonic()
         gens = generate(requests)
         if len(gens) != len(requests):
             raise RuntimeError(f"generate returned {len(gens)} texts for {len(requests)} requests")
         # The prompt ended with the pending fragment, so the continuation attaches to it exactly as generated.
-        texts = [" ".join((st[o].pending + g.text).split()) for o, g in zip(owners, gens, strict=True)]
+        texts = [" ".join((st[o].pending + visible(g.text)).split()) for o, g in zip(owners, gens, strict=True)]
         pieces = split(texts)
         elapsed = time.monotonic() - t0
         for i in active:

@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import regex as re
 
@@ -60,7 +60,12 @@ _PUNCT_TAIL = re.compile(r"[\p{P}\p{S}\s]+$")
 
 
 def exempt_token(text: str) -> bool:
-    """Is this token a particle/ending (optionally with punctuation) or punctuation only?"""
+    """Is this token a particle/ending (optionally with punctuation) or punctuation only?
+
+    A byte fragment (part of a character's UTF-8 bytes: a byte-level BPE piece, a `<0xEB>` fallback) decodes
+    to U+FFFD, a symbol, yet carries letters: it is penalised like any other token."""
+    if "\ufffd" in text:
+        return False
     core = _PUNCT_TAIL.sub("", text.strip())
     return core == "" or core in EXEMPT_WORDS
 
@@ -193,8 +198,8 @@ class ExpertHost:
         for weights, max_new in sorted(groups):
             self._activate(weights or None)
             idx = groups[(weights, max_new)]
-            encoded = {i: self._encode(requests[i].prompt, max_new) for i in idx}
-            longest = max(len(e) for e in encoded.values())
+            encoded = {i: self._encode(requests[i], max_new) for i in idx}
+            longest = max(len(e.ids) for e in encoded.values())
             limit = self.max_batch or self.rows_within_budget(len(idx), longest + max_new)
             size = -(-len(idx) // -(-len(idx) // limit))  # equal chunks: 21 rows by 8 → 7, 7, 7
             for at in range(0, len(idx), size):
@@ -220,38 +225,46 @@ class ExpertHost:
     def _adapter_name(self, expert: str) -> str:
         return expert if expert in self.lora_names else PEFT_BASE
 
-    def _encode(self, prompt: str, max_new: int) -> list[int]:
+    def _encode(self, request: Request, max_new: int) -> Encoded:
+        """The start token, the request's prefix and as much of its prompt's end as the context leaves room
+        for: a long prompt loses its oldest text, never its start token or prefix."""
         tok = self.tokenizer
         # Experts were trained on passages packed after an end-of-text token: a prompt starts a passage.
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        room = max(1, self._max_positions - max_new - 1)
-        return ([start] if start is not None else []) + ids[-room:]
+        head = ([start] if start is not None else []) + self._ids(request.prefix)
+        room = max(1, self._max_positions - max_new - len(head))
+        return Encoded(head + self._ids(request.prompt)[-room:], len(head))
 
-    def _generate_batch(self, reqs: list[Request], encoded: list[list[int]], max_new: int) -> list[Generation]:
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def _generate_batch(self, reqs: list[Request], encoded: list[Encoded], max_new: int) -> list[Generation]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
         tok = self.tokenizer
-        width = max(len(e) for e in encoded)
+        width = max(len(e.ids) for e in encoded)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        pads = [width - len(e) for e in encoded]
-        input_ids = torch.tensor([[pad_id] * p + e for p, e in zip(pads, encoded, strict=True)], device=self.device)
-        mask = torch.tensor([[0] * p + [1] * len(e) for p, e in zip(pads, encoded, strict=True)], device=self.device)
+        pads = [width - len(e.ids) for e in encoded]
+        input_ids = torch.tensor([[pad_id] * p + e.ids for p, e in zip(pads, encoded, strict=True)], device=self.device)
+        mask = torch.tensor(
+            [[0] * p + [1] * len(e.ids) for p, e in zip(pads, encoded, strict=True)], device=self.device
+        )
         vocab = self.model.get_output_embeddings().weight.shape[0]
         needs_exempt = any(r.sampling.repetition_penalty != 1 and r.sampling.penalty_exempt_particles for r in reqs)
         sampler = RowSampler(
             [r.sampling for r in reqs],
             [r.seed for r in reqs],
-            pads,
+            [p + e.head for p, e in zip(pads, encoded, strict=True)],
             self._exempt_mask(vocab) if needs_exempt else None,
+            decodable=min(vocab, len(tok)),
         )
         stored = torch.bfloat16 if self.narrow_kv else next(self.model.parameters()).dtype
         cache = narrow_cache(stored, width + max_new)
         # Candidates of one section share their prompt and expert: its positions are computed once per
         # distinct (prompt, expert) and handed to every row that shares them; `generate` does the last one.
         owner: dict[tuple[str, tuple[int, ...]], int] = {}
-        rows_of = [owner.setdefault((r.expert, tuple(e)), len(owner)) for r, e in zip(reqs, encoded, strict=True)]
+        rows_of = [owner.setdefault((r.expert, tuple(e.ids)), len(owner)) for r, e in zip(reqs, encoded, strict=True)]
         shared = len(owner) < len(reqs) and width > 1
         gen_config = GenerationConfig(
             max_new_tokens=max_new,
@@ -273,7 +286,7 @@ class ExpertHost:
                     firsts = [rows_of.index(u) for u in range(len(owner))]
                     self._prefill(cache, input_ids[firsts, :-1], mask[firsts], [reqs[i].expert for i in firsts])
                     cache.batch_select_indices(torch.tensor(rows_of, device=self.device))
-                with self._experts([r.expert for r in reqs]) as kwargs:
+                with self._experts([r.expert for r in reqs]) as kwargs, _without_model_defaults(self.model):
                     seqs = self.model.generate(
                         input_ids=input_ids,
                         attention_mask=mask,
@@ -337,6 +350,27 @@ class ExpertHost:
                 )
 
 
+class Encoded(NamedTuple):
+    ids: list[int]
+    head: int  # the leading ids that are not text: the start token and the request's prefix
+
+
+@contextlib.contextmanager
+def _without_model_defaults(model: Any) -> Iterator[None]:
+    """HF `generate` fills every setting our GenerationConfig leaves unset from the model's own
+    `generation_config`; a base that ships repetition_penalty, no_repeat_ngram_size, min_new_tokens,
+    bad_words_ids... would have them applied under our sampler. Within this block the model has none."""
+    from transformers import GenerationConfig
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    own = base.generation_config
+    base.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        base.generation_config = own
+
+
 def _kv_values_per_position(config: Any) -> int:
     """Numbers one row's KV cache holds per position (keys and values over all layers); 0 when unknown."""
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
@@ -378,17 +412,28 @@ def _attach_lora(model: Any, lora: Mapping[str, str | Path]) -> Any:
 class RowSampler:
     """A logits processor that samples each row by itself and hands `generate` a one-hot choice.
 
-    Per row: repetition penalty over the row's real tokens (padding excluded, particles optionally exempt),
-    no-repeat n-gram ban, then greedy (temperature 0) or temperature → top-k → top-p → a draw from the row's
-    own generator. It also records each chosen token's log-probability under the unmodified logits.
+    Per row: repetition penalty over the row's text from `starts[r]` on (padding, start token and prefix are
+    not text; particles optionally exempt), no-repeat n-gram ban over the same, then greedy (temperature 0) or
+    temperature → top-k → top-p → a draw from the row's own generator, among the first `decodable` ids (a
+    model's vocabulary may be padded past its tokenizer's). It also records each chosen token's
+    log-probability under the unmodified logits.
     """
 
-    def __init__(self, sampling: Sequence[Sampling], seeds: Sequence[int], pads: Sequence[int], exempt: Any) -> None:
+    def __init__(
+        self,
+        sampling: Sequence[Sampling],
+        seeds: Sequence[int],
+        starts: Sequence[int],
+        exempt: Any,
+        *,
+        decodable: int | None = None,
+    ) -> None:
         import torch
 
         self.sampling = list(sampling)
-        self.pads = list(pads)
+        self.starts = list(starts)
         self.exempt = exempt
+        self.decodable = decodable
         self.generators = [torch.Generator().manual_seed(int(s) & 0x7FFF_FFFF_FFFF_FFFF) for s in seeds]
         self._chosen: list[Any] = []
 
@@ -406,12 +451,15 @@ class RowSampler:
         b, vocab = scores.shape
         logp = torch.log_softmax(scores, dim=-1)
         x = self._penalize(input_ids, scores)
+        if self.decodable is not None and self.decodable < vocab:
+            x = x.clone()
+            x[:, self.decodable :] = float("-inf")
         ids_list = input_ids.tolist() if any(s.no_repeat_ngram_size for s in self.sampling) else None
         choice = []
         for r, s in enumerate(self.sampling):
             row = x[r]
             if s.no_repeat_ngram_size and ids_list is not None:
-                banned = _banned(ids_list[r][self.pads[r] :], s.no_repeat_ngram_size)
+                banned = _banned(ids_list[r][self.starts[r] :], s.no_repeat_ngram_size)
                 if banned:
                     row = row.clone()
                     row[list(banned)] = float("-inf")
@@ -431,14 +479,14 @@ class RowSampler:
         b, length = input_ids.shape
         dev = scores.device
         pos = torch.arange(length, device=dev)[None, :]
-        valid = pos >= torch.tensor(self.pads, device=dev)[:, None]
+        valid = pos >= torch.tensor(self.starts, device=dev)[:, None]
         use_exempt = torch.tensor([s.penalty_exempt_particles for s in self.sampling], device=dev)[:, None]
         if self.exempt is not None:
             valid &= ~(self.exempt[input_ids] & use_exempt)
         p = torch.tensor(pens, device=dev, dtype=scores.dtype)[:, None]
         g = scores.gather(1, input_ids)
         penalized = torch.where(g < 0, g * p, g / p)
-        # Invalid positions write into an extra column that is dropped, so padding never counts.
+        # Invalid positions write into an extra column that is dropped, so they never count.
         index = torch.where(valid, input_ids, torch.full_like(input_ids, scores.shape[1]))
         ext = torch.cat([scores, scores.new_zeros(b, 1)], dim=1)
         ext.scatter_(1, index, torch.where(valid, penalized, penalized.new_zeros(())))

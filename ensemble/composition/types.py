@@ -40,6 +40,9 @@ class Request:
     expert: str  # a trained expert's name, or "base"
     sampling: Sampling
     seed: int  # this row's own random stream: its sample never depends on the other rows of the batch
+    # Put before `prompt` and never cut (a long prompt loses its oldest text instead): the condition tokens
+    # an expert was trained with.
+    prefix: str = ""
 
 
 @dataclass(frozen=True)

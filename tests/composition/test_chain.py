@@ -93,7 +93,20 @@ def test_heading_and_condition_prefix_in_prompt():
         prompt_prefix="[TOPIC] family [TEXT]",
     )
     run_chain([sec], fake, split)
-    assert fake.calls[0][0].prompt == "[TOPIC] family [TEXT]가족\n첫 문장이다."
+    # The prefix travels apart from the text, so the host can cut a long text without losing it.
+    assert fake.calls[0][0].prefix == "[TOPIC] family [TEXT]"
+    assert fake.calls[0][0].prompt == "가족\n첫 문장이다."
+
+
+@pytest.mark.parametrize("mark", ["\u200b", "\u200c", "\u200d", "\ufeff", "\u2060", "\u200e"])
+def test_zero_width_characters_the_model_emits_never_reach_the_document(mark):
+    fake = Fake(
+        lambda req, rng: (
+            f" 동생은{mark} 마당에서 강아지와{mark}{mark} 뛰어놀았다. 할머니는 부엌에서 된장을 끓이셨다.{mark}"
+        )
+    )
+    st = run_chain([section(target_chars=60)], fake, split)[0]
+    assert st.sentences[1:] == ["동생은 마당에서 강아지와 뛰어놀았다.", "할머니는 부엌에서 된장을 끓이셨다."]
 
 
 def test_unfinished_prompt_is_completed_by_the_model():
