@@ -472,7 +472,7 @@ CASES = [
         "indexed",
         ["train-experts", "topics.yaml"],
         ["topics.yaml:", "retrieved no passages"],
-        # Without a theme: with one, the theme clause alone already matches (a bool query's `must`).
+        # Without a theme (with one the result is the same: a hit needs the theme and a query term).
         topics_file(topics=[{"name": "space", "queries": ["우주선 로켓", "은하수 행성"]}], theme=None),
     ),
     Case(
