@@ -127,19 +127,24 @@ def make_sequences(
     passages: Sequence[list[int]],
     eos_id: int,
     condition: tuple[int, list[int], int] | None = None,
+    *,
+    bos_id: int | None = None,
 ) -> list[Sample]:
     """One sequence per tokenised passage, EOS-terminated. With `condition` = (topic_id, name_ids, text_id)
     each becomes `[TOPIC] name [TEXT] passage EOS`; the condition is out of the loss, and only
-    the name is droppable."""
+    the name is droppable. A `bos_id` other than `eos_id` (Gemma's `<bos>`, Llama's `<s>`) opens each
+    sequence, out of the loss: compose and evaluation open every prompt with it, and such bases were
+    pretrained on documents that start with it."""
+    start = [bos_id] if bos_id is not None and bos_id != eos_id else []
     out = []
     for ids in passages:
         body = list(ids) + [eos_id]
         if condition is None:
-            out.append(Sample(body, [True] * len(body)))
+            out.append(Sample(start + body, [False] * len(start) + [True] * len(body)))
             continue
         topic_id, name_ids, text_id = condition
-        head = [topic_id, *name_ids, text_id]
-        droppable = [False] + [True] * len(name_ids) + [False] + [False] * len(body)
+        head = [*start, topic_id, *name_ids, text_id]
+        droppable = [False] * len(start) + [False] + [True] * len(name_ids) + [False] + [False] * len(body)
         out.append(Sample(head + body, [False] * len(head) + [True] * len(body), droppable))
     return out
 

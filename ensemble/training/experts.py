@@ -110,7 +110,7 @@ def _datasets(tokenizer: Any, topic: TopicSpec, params: TrainParams, data: Exper
 
     def build(ps: list[DataPassage]) -> list[Any]:
         ids = tokenizer([p.text for p in ps], add_special_tokens=False)["input_ids"]
-        seqs = make_sequences(ids, tokenizer.eos_token_id, condition)
+        seqs = make_sequences(ids, tokenizer.eos_token_id, condition, bos_id=tokenizer.bos_token_id)
         return pack(seqs, params.block_size) if params.packing else per_passage(seqs, params.block_size)
 
     keep = params.condition.keep_prob if condition else 1.0

@@ -80,6 +80,18 @@ def test_condition_format_masks_condition_from_loss_and_dropout_never_drops_spec
     assert dropped_any
 
 
+def test_a_start_token_other_than_eos_opens_each_sequence_out_of_the_loss():
+    BOS, EOS, TOPIC, TEXT = 2, 1, 901, 902
+    seqs = make_sequences([[11, 12], [13]], EOS, bos_id=BOS)
+    assert [s.ids for s in seqs] == [[BOS, 11, 12, EOS], [BOS, 13, EOS]]
+    assert LMDataset(seqs)[0]["labels"] == [-100, 11, 12, EOS]
+    [s] = make_sequences([[11]], EOS, condition=(TOPIC, [51], TEXT), bos_id=BOS)
+    assert s.ids == [BOS, TOPIC, 51, TEXT, 11, EOS] and s.droppable == [False, False, True, False, False, False]
+    assert drop_condition_tokens(s, 0.0, random.Random(0)).ids == [BOS, TOPIC, TEXT, 11, EOS]
+    # GPT-2's start token is its end-of-text token: passages are already packed after it.
+    assert [s.ids for s in make_sequences([[11]], EOS, bos_id=EOS)] == [[11, EOS]]
+
+
 def test_condition_dropout_is_redrawn_each_epoch_but_reproducible():
     seqs = make_sequences([[11]] * 8, 0, condition=(901, list(range(100, 120)), 902))
     ds = LMDataset(seqs, keep_prob=0.5, seed=3)
