@@ -229,7 +229,8 @@ class ExpertHost:
         """The start token, the request's prefix and as much of its prompt's end as the context leaves room
         for: a long prompt loses its oldest text, never its start token or prefix."""
         tok = self.tokenizer
-        # Experts were trained on passages packed after an end-of-text token: a prompt starts a passage.
+        # A prompt starts a passage: experts were trained on passages that open with the start token (where it
+        # is not the end-of-text token) and follow an end-of-text token (packed).
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         head = ([start] if start is not None else []) + self._ids(request.prefix)
         room = max(1, self._max_positions - max_new - len(head))
