@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from .app import app, state
+
+if TYPE_CHECKING:
+    from ..retrieval.base import Hit
 
 
 @app.command("build-index")
@@ -35,7 +39,9 @@ def search_cmd(
     query: str = typer.Argument(..., help='what to look for; "" with --theme: the theme alone'),
     theme: str | None = typer.Option(None, "--theme", help="passages must also match this (adverbs kept)"),
     k: int = typer.Option(10, "-k", "--k", help="number of passages"),
-    as_json: bool = typer.Option(False, "--json", help='one {"id","doc_id","score","text"} object per line'),
+    as_json: bool = typer.Option(
+        False, "--json", help='one {"id","doc_id","score","text"} object per line (+ "matched" with --explain)'
+    ),
     explain: bool = typer.Option(
         False, "--explain", help="show which theme and query terms each passage matched, and each clause's score"
     ),
@@ -44,16 +50,10 @@ def search_cmd(
     from ..retrieval.build import explain_search, search
 
     cfg = state(ctx).project()
-    if explain:
-        explained = explain_search(cfg, query, theme=theme, k=k)
-        hits = [e.hit for e in explained]
-        rows = [e.to_dict() for e in explained]
-        matched = [e.summary() for e in explained]
-    else:
-        hits = search(cfg, query, theme=theme, k=k)
-        rows = [{"id": h.id, "doc_id": h.doc_id, "score": h.score, "text": h.text} for h in hits]
-        matched = []
+    explained = explain_search(cfg, query, theme=theme, k=k) if explain else None
+    hits = [e.hit for e in explained] if explained is not None else search(cfg, query, theme=theme, k=k)
     if as_json:
+        rows = [e.to_dict() for e in explained] if explained is not None else [_row(h) for h in hits]
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
         return
@@ -64,17 +64,21 @@ def search_cmd(
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("score", justify="right", no_wrap=True)
     table.add_column("passage", no_wrap=True)
-    if explain:
+    if explained is not None:
         table.add_column("matched", ratio=1, overflow="fold")
     table.add_column("text", ratio=2, overflow="fold")
-    for i, h in enumerate(hits, 1):
-        why = [matched[i - 1]] if explain else []
-        table.add_row(str(i), f"{h.score:.3f}", h.id, *why, " ".join(h.text.split()))
+    for i, h in enumerate(hits):
+        why = [explained[i].summary()] if explained is not None else []
+        table.add_row(str(i + 1), f"{h.score:.3f}", h.id, *why, " ".join(h.text.split()))
     console = Console(highlight=False)
     if hits:
         console.print(table)
     else:
         console.print("no passages match", markup=False)
+
+
+def _row(h: Hit) -> dict[str, Any]:
+    return {"id": h.id, "doc_id": h.doc_id, "score": h.score, "text": h.text}
 
 
 def _default_analyzer(ctx: typer.Context) -> str:
