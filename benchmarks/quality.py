@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py [--workdir DIR] [--preset tiny] [--seeds 0,1] [--target-chars 600]
                                  [--configs recipe,defaults,...] [--topics family,nature] [--json out.json]
+                                 [--base MODEL_DIR] [--corpus PATH] [--topics-file FILE] [--train KEY=VALUE ...]
 
 Builds (or reuses, in --workdir) the `ensemble init` example: index, pretrain-base model, one expert per
 topic; then composes the same outline once per decoding configuration and seed, evaluates every document with
@@ -12,17 +13,41 @@ topic; then composes the same outline once per decoding configuration and seed, 
 - defaults: this project's compose defaults (see `GenerationParams`);
 - the alternatives listed in CONFIGS, each changing one thing.
 
+Options for another base, corpus and topics:
+
+- --base DIR: a pretrained causal LM (a transformers directory, or a hub id already cached) instead of the
+  pretrain-base model: the project is made by `init_project(dest, base_model=DIR)` (`ensemble init
+  --base-model`), so ensemble.yaml names it and topics.yaml gets the pretrained-base training defaults
+  (learning rate 2e-4, 3 epochs, top_k 50, micro-batch 1 x 8, gradient checkpointing, block size); no
+  pretrain-base is run. Mind the base's licence (nothing of it is written into this repository). With
+  --corpus too, block_size is measured again on that corpus (init measured the example's).
+- --corpus PATH: the project's `corpus:` is this file or directory instead of the example corpus.
+- --topics-file FILE: its `theme` and `topics` replace topics.yaml's (the `defaults:` that init wrote stay);
+  its optional `outline:` (expert, heading, prompt per section) and `title` give the composed outline.
+  benchmarks/koconovel_topics.yaml is one for KoCoNovel (/work/shared/data/koconovel/corpus.jsonl, CC BY-SA
+  4.0, not in this repository).
+- --train KEY=VALUE (repeatable): override one training default (values parsed as YAML), e.g.
+  `--train top_k=15 --train epochs=2 --train block_size=256` for a CPU-sized run.
+
 Columns: the document-level measures of `ensemble evaluate` (distinct-2, rep-n and copy rate over analyzer
 terms; own 1st = share of sections whose own expert's data matches them best; perplexities token-weighted),
 then the composer's own counts: sentences the repeat/copy guards rejected, sections stopped by the step cap
 before reaching their length, and seconds spent composing.
+
+Before that table it prints one row per expert, from its manifest: validation perplexity under the base →
+the best kept (and every validation), best epoch, whether patience stopped it early, whether it improved on the
+base, and its data report (passages, largest Jaccard overlap with another topic, hits per query); and at the
+end the seconds each stage took (prepare = index + base + experts, then each configuration).
 
 "No guards" means the repeat and copy guards accept every sentence; when `GenerationParams` has no switch for
 that, this script turns them off by patching the guard classes for that configuration only. Contrastive search
 is not offered: compose samples in its own per-row logits processor, which has no degeneration penalty.
 
 Sizes are flags because a CPU run is slow: the `test` preset and --target-chars 200 take a few minutes, the
-`tiny` preset with six sections of 600 characters and two seeds about half an hour on two cores.
+`tiny` preset with six sections of 600 characters and two seeds about half an hour on two cores. Gemma 3 270M
+(--base) on KoCoNovel with benchmarks/koconovel_topics.yaml and `--train top_k=15 --train epochs=2 --train
+block_size=256 --train grad_accum=4 --train gradient_checkpointing=false`: about 10 minutes per expert on one
+thread (22 optimizer steps of 4 × 256 tokens), then the compositions.
 """
 
 from __future__ import annotations
@@ -50,6 +75,7 @@ from ensemble.examples import init_project
 from ensemble.retrieval.build import build_index
 from ensemble.training.experts import train_experts
 from ensemble.training.pretrain import pretrain_base
+from ensemble.training.registry import list_experts
 
 # name -> (generation settings over the defaults, guards on?)
 CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
@@ -143,6 +169,32 @@ COLUMNS = [
 ]
 
 
+class LineProgress:
+    """Training progress as timestamped lines on stdout (a benchmark log is read with tail, not a terminal)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.done: dict[str, int] = {}
+        self.total: dict[str, int | None] = {}
+
+    def _say(self, text: str) -> None:
+        print(f"[{time.perf_counter() - self.t0:6.0f} s] {text}", flush=True)
+
+    def start(self, task: str, total: int | None = None) -> None:
+        self.done[task], self.total[task] = 0, total
+        self._say(f"{task}: start" + (f" ({total})" if total else ""))
+
+    def advance(self, task: str, n: int = 1, info: str | None = None) -> None:
+        self.done[task] = self.done.get(task, 0) + n
+        self._say(f"{task}: {self.done[task]}/{self.total.get(task) or '?'}" + (f" {info}" if info else ""))
+
+    def end(self, task: str, summary: str | None = None) -> None:
+        self._say(f"{task}: done" + (f" ({summary})" if summary else ""))
+
+    def log(self, message: str) -> None:
+        self._say(message)
+
+
 @contextlib.contextmanager
 def guards(enabled: bool) -> Iterator[dict[str, Any]]:
     """Settings that turn the guards off (if compose has a switch), else patch them off for the duration."""
@@ -163,17 +215,65 @@ def guards(enabled: bool) -> Iterator[dict[str, Any]]:
         guard.RepeatGuard.rejects, guard.CopyGuard.rejects = saved  # type: ignore[method-assign]
 
 
-def prepare(root: Path, preset: str, topics: list[str] | None, train_over: dict[str, Any]) -> tuple[Any, Path, list]:
+def set_corpus(config: Path, corpus: Path) -> None:
+    """ensemble.yaml with `corpus:` pointing at this one file or directory (absolute: paths are file-relative)."""
+    doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+    if doc.get("corpus") == [str(corpus)]:
+        return
+    lines, out, skipping = config.read_text(encoding="utf-8").splitlines(keepends=True), [], False
+    for line in lines:
+        if line.startswith("corpus:"):
+            out.append(f"corpus:\n  - {json.dumps(str(corpus.resolve()), ensure_ascii=False)}\n")
+            skipping = True
+            continue
+        if skipping and (line.startswith(" ") or line.startswith("-")):
+            continue
+        skipping = False
+        out.append(line)
+    config.write_text("".join(out), encoding="utf-8")
+
+
+def corpus_block_size(cfg: Any, base: str) -> tuple[int, str]:
+    """init measures block_size on the example corpus; on another corpus, measure it again (same rule)."""
+    from ensemble.corpus.load import read_documents
+    from ensemble.corpus.passages import split_passages
+    from ensemble.examples.pretrained import block_size_for, load_tokenize
+
+    texts = [p.text for doc in read_documents(cfg) for p in split_passages(doc, cfg.passages)]
+    found = load_tokenize(base)
+    if found is None:
+        return block_size_for([len(t) for t in texts], None), "one token per character (tokenizer not found)"
+    count, positions = found
+    counts = sorted(count(texts))
+    p90 = counts[int(0.9 * (len(counts) - 1))]
+    return block_size_for(counts, positions), f"{len(texts)} passages, 90th percentile {p90} tokens"
+
+
+def prepare(
+    root: Path,
+    preset: str,
+    topics: list[str] | None,
+    train_over: dict[str, Any],
+    *,
+    base: str | None = None,
+    corpus: Path | None = None,
+    topics_file: dict[str, Any] | None = None,
+) -> tuple[Any, Path, list]:
     """The example project with index, base and experts (each step skipped when already done)."""
     if not (root / "ensemble.yaml").is_file():
-        init_project(root)
+        init_project(root, base_model=base)
+    if corpus is not None:
+        set_corpus(root / "ensemble.yaml", corpus)
     cfg = load_project(root / "ensemble.yaml")
     t = time.perf_counter()
     build_index(cfg)
     print(f"index: {time.perf_counter() - t:.0f} s")
-    t = time.perf_counter()
-    pretrain_base(cfg, preset=preset)
-    print(f"base ({preset}): {time.perf_counter() - t:.0f} s")
+    if base:
+        print(f"base: {base} (pretrained, no pretrain-base)")
+    else:
+        t = time.perf_counter()
+        pretrain_base(cfg, preset=preset)
+        print(f"base ({preset}): {time.perf_counter() - t:.0f} s")
     shipped = root / "topics.yaml"
     doc = yaml.safe_load(shipped.read_text(encoding="utf-8")) if shipped.is_file() else None
     if doc is None:
@@ -182,16 +282,74 @@ def prepare(root: Path, preset: str, topics: list[str] | None, train_over: dict[
             "defaults": dict(TRAIN_DEFAULTS),
             "topics": [{"name": n, "title": v[0], "queries": v[1]} for n, v in TOPICS.items()],
         }
+    if topics_file is not None:
+        doc["theme"] = topics_file["theme"]
+        doc["topics"] = topics_file["topics"]
+    if base and corpus is not None:
+        block, how = corpus_block_size(cfg, base)
+        print(f"block_size for this corpus: {block} ({how})" + (" — overridden" if "block_size" in train_over else ""))
+        doc.setdefault("defaults", {})["block_size"] = block
     doc.setdefault("defaults", {}).update(train_over)
+    print("training defaults: " + json.dumps(doc["defaults"], ensure_ascii=False, default=str))
     bench_topics = root / "bench-topics.yaml"
     bench_topics.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     t = time.perf_counter()
-    experts = train_experts(cfg, bench_topics, only=topics)
+    experts = train_experts(cfg, bench_topics, only=topics, progress=LineProgress())
     print(f"experts ({', '.join(m.name for m in experts)}): {time.perf_counter() - t:.0f} s")
     return cfg, root, experts
 
 
-def sections_for(root: Path, names: list[str]) -> list[dict[str, str]]:
+def expert_report(cfg: Any, names: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    """Per expert: validation perplexity base -> best, best epoch, early stop, improved, and its data report."""
+    rows = []
+    for m in list_experts(cfg):
+        if m.name not in names:
+            continue
+        data = m.data or {}
+        rows.append(
+            {
+                "name": m.name,
+                "val_ppl_before": m.val_perplexity_before,
+                "val_ppl_best": m.val_perplexity_after,
+                "val_ppl_by_epoch": m.val_perplexity_by_epoch,
+                "best_epoch": m.best_epoch,
+                "stopped_early": m.stopped_early,
+                "improved": m.improved,
+                "epochs": m.epochs,
+                "steps": m.steps,
+                "train_seconds": m.train_seconds,
+                "passages": data.get("passages"),
+                "overlap": data.get("overlap"),
+                "hits_per_query": data.get("hits_per_query"),
+            }
+        )
+    lines = [
+        "| expert | val ppl base → best | by epoch | best epoch | stopped early | improved | passages "
+        "| max overlap (Jaccard) | hits per query | train s |",
+        "|---|---|---|---:|---|---|---:|---|---|---:|",
+    ]
+    for r in rows:
+        overlap = r["overlap"] or {}
+        worst = max(overlap.items(), key=lambda kv: kv[1]) if overlap else None
+        hits = r["hits_per_query"]
+        hits_s = " ".join(str(v) for v in (hits.values() if isinstance(hits, dict) else hits or [])) or "–"
+        by_epoch = ", ".join(f"{v:.1f}" for v in r["val_ppl_by_epoch"]) or "–"
+        lines.append(
+            f"| {r['name']} | {r['val_ppl_before']:.1f} → {r['val_ppl_best']:.1f} | {by_epoch} "
+            f"| {r['best_epoch'] if r['best_epoch'] is not None else '–'} | {r['stopped_early']} | {r['improved']} "
+            f"| {r['passages'] if r['passages'] is not None else '–'} "
+            f"| {f'{worst[1]:.2f} ({worst[0]})' if worst else '–'} | {hits_s} | {r['train_seconds']:.0f} |"
+        )
+    return "\n".join(lines), rows
+
+
+def sections_for(root: Path, names: list[str], topics_file: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    if topics_file is not None and topics_file.get("outline"):
+        return [
+            {"heading": s["heading"], "expert": s["expert"], "prompt": s["prompt"]}
+            for s in topics_file["outline"]
+            if s["expert"] in names
+        ]
     shipped = root / "outline.yaml"
     if shipped.is_file():
         doc = yaml.safe_load(shipped.read_text(encoding="utf-8"))
@@ -206,13 +364,13 @@ def sections_for(root: Path, names: list[str]) -> list[dict[str, str]]:
 
 
 def run_config(
-    cfg: Any, root: Path, name: str, sections: list[dict[str, str]], seeds: list[int], target: int
+    cfg: Any, root: Path, name: str, sections: list[dict[str, str]], seeds: list[int], target: int, title: str = "함께"
 ) -> dict[str, float]:
     settings, guarded = CONFIGS[name]
     rows: list[dict[str, float]] = []
     with guards(guarded) as extra:
         outline = {
-            "title": "함께",
+            "title": title,
             "defaults": {"target_chars": target, **settings, **extra},
             "sections": sections,
         }
@@ -268,6 +426,12 @@ def main() -> None:
     ap.add_argument("--expert-epochs", type=float, default=None, help="override the experts' epochs")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids oversubscription)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--base", default=None, help="pretrained base model directory (skips pretrain-base)")
+    ap.add_argument("--corpus", type=Path, default=None, help="corpus file or directory instead of the example's")
+    ap.add_argument("--topics-file", type=Path, default=None, help="YAML with theme, topics (and outline)")
+    ap.add_argument(
+        "--train", action="append", default=[], metavar="KEY=VALUE", help="override a training default (repeatable)"
+    )
     args = ap.parse_args()
 
     import torch
@@ -279,26 +443,49 @@ def main() -> None:
         ap.error(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     topics = [t.strip() for t in args.topics.split(",")] if args.topics else None
-    train_over = {"epochs": args.expert_epochs} if args.expert_epochs else {}
+    train_over: dict[str, Any] = {"epochs": args.expert_epochs} if args.expert_epochs else {}
+    for item in args.train:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--train wants KEY=VALUE, got {item!r}")
+        train_over[key.strip()] = yaml.safe_load(value)
+    topics_file = yaml.safe_load(args.topics_file.read_text(encoding="utf-8")) if args.topics_file else None
+    if topics is None and topics_file is not None:
+        topics = [t["name"] for t in topics_file["topics"]]
 
-    cfg, root, experts = prepare(args.workdir, args.preset, topics, train_over)
-    sections = sections_for(root, [m.name for m in experts])
+    t0 = time.perf_counter()
+    cfg, root, experts = prepare(
+        args.workdir, args.preset, topics, train_over, base=args.base, corpus=args.corpus, topics_file=topics_file
+    )
+    prepare_s = time.perf_counter() - t0
+    names = [m.name for m in experts]
+    experts_table, expert_rows = expert_report(cfg, names)
+    print(experts_table)
+    sections = sections_for(root, names, topics_file)
+    title = (topics_file or {}).get("title") or "함께"
     results = {}
+    stage_s = {"prepare": prepare_s}
     for name in configs:
         t = time.perf_counter()
-        results[name] = run_config(cfg, root, name, sections, seeds, args.target_chars)
-        print(f"{name}: {time.perf_counter() - t:.0f} s")
+        results[name] = run_config(cfg, root, name, sections, seeds, args.target_chars, title)
+        stage_s[name] = time.perf_counter() - t
+        print(f"{name}: {stage_s[name]:.0f} s")
 
     machine = (
         f"{platform.machine()} {platform.processor() or 'cpu'}, {os.cpu_count()} cores, "
         f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
     )
     print()
+    base_s = f"base {args.base}" if args.base else f"base preset {args.preset}"
+    corpus_s = f", corpus {args.corpus}" if args.corpus else ""
     print(
-        f"{date.today()}, {machine}; base preset {args.preset}, {len(sections)} sections × "
+        f"{date.today()}, {machine}; {base_s}{corpus_s}, {len(sections)} sections × "
         f"{args.target_chars} chars, seeds {seeds} (means)"
     )
+    print(experts_table)
+    print()
     print(table(results))
+    print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stage_s.items()))
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -307,6 +494,8 @@ def main() -> None:
                     "machine": machine,
                     "args": vars(args) | {"workdir": str(args.workdir)},
                     "results": results,
+                    "experts": expert_rows,
+                    "stage_seconds": stage_s,
                 },
                 ensure_ascii=False,
                 indent=2,
