@@ -452,24 +452,48 @@ class RowSampler:
         b, vocab = scores.shape
         logp = torch.log_softmax(scores, dim=-1)
         x = self._penalize(input_ids, scores)
+        x = x.clone() if x is scores else x
         if self.decodable is not None and self.decodable < vocab:
-            x = x.clone()
             x[:, self.decodable :] = float("-inf")
-        ids_list = input_ids.tolist() if any(s.no_repeat_ngram_size for s in self.sampling) else None
+        self._ban_ngrams(input_ids, x)
+        # The whole batch's candidates in one pass on the device and one copy to the host; only the draws,
+        # each from its row's own generator over at most top_k values, go row by row.
+        finite = torch.isfinite(x).any(dim=-1)
+        greedy = x.argmax(dim=-1)
+        k = max((self._k(s, vocab) for s in self.sampling if s.temperature != 0), default=0)
+        values, index = torch.topk(x, k, dim=-1) if k else (x[:, :0], greedy[:, None][:, :0])
+        finite, greedy, values, index = finite.cpu(), greedy.cpu(), values.cpu(), index.cpu()
         choice = []
         for r, s in enumerate(self.sampling):
-            row = x[r]
-            if s.no_repeat_ngram_size and ids_list is not None:
-                banned = _banned(ids_list[r][self.starts[r] :], s.no_repeat_ngram_size)
-                if banned:
-                    row = row.clone()
-                    row[list(banned)] = float("-inf")
-            choice.append(self._choose(row, s, self.generators[r]))
+            if not finite[r]:
+                choice.append(0)
+            elif s.temperature == 0:
+                choice.append(int(greedy[r]))
+            else:
+                choice.append(self._draw(values[r, : self._k(s, vocab)], index[r], s, self.generators[r]))
         chosen = torch.tensor(choice, device=scores.device)
         self._chosen.append(logp.gather(1, chosen[:, None])[:, 0].cpu())
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, chosen[:, None], 0.0)
         return out
+
+    @staticmethod
+    def _k(s: Sampling, vocab: int) -> int:
+        return s.top_k if s.top_k and s.top_k < vocab else vocab
+
+    def _ban_ngrams(self, input_ids: Any, x: Any) -> None:
+        """No-repeat n-grams: each row's banned next tokens set to -inf in place, in one indexed write."""
+        if not any(s.no_repeat_ngram_size for s in self.sampling):
+            return
+        ids_list = input_ids.tolist()
+        rows, cols = [], []
+        for r, s in enumerate(self.sampling):
+            if s.no_repeat_ngram_size:
+                banned = _banned(ids_list[r][self.starts[r] :], s.no_repeat_ngram_size)
+                rows += [r] * len(banned)
+                cols += sorted(banned)
+        if rows:
+            x[rows, cols] = float("-inf")
 
     def _penalize(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -494,23 +518,15 @@ class RowSampler:
         return ext[:, :-1]
 
     @staticmethod
-    def _choose(row: Any, s: Sampling, gen: Any) -> int:
+    def _draw(values: Any, index: Any, s: Sampling, gen: Any) -> int:
+        """temperature → top-p over the row's top-k `values` (descending) → a draw from its generator."""
         import torch
 
-        if not torch.isfinite(row).any():
-            return 0
-        if s.temperature == 0:
-            return int(torch.argmax(row))
-        row = row / s.temperature
-        if s.top_k and s.top_k < row.shape[0]:
-            values, index = torch.topk(row, s.top_k)
-        else:
-            values, index = torch.sort(row, descending=True)
-        probs = torch.softmax(values, dim=-1)
+        probs = torch.softmax(values / s.temperature, dim=-1)
         if s.top_p < 1:
             before = torch.cumsum(probs, dim=-1) - probs
             probs = torch.where(before < s.top_p, probs, probs.new_zeros(()))
-        pick = torch.multinomial(probs.cpu(), 1, generator=gen)
+        pick = torch.multinomial(probs, 1, generator=gen)
         return int(index[int(pick)])
 
 
