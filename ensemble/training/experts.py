@@ -152,7 +152,7 @@ def _train_one(
     from transformers import set_seed
 
     from .adapters import init_adapter
-    from .trainer import layerwise, perplexity, remove_checkpoints, run_training
+    from .trainer import last_complete_checkpoint, layerwise, perplexity, remove_checkpoints, run_training
 
     topic, params, prec = plan.topic, plan.params, plan.precision
     t0 = time.perf_counter()
@@ -161,14 +161,12 @@ def _train_one(
     ckpt = d / "checkpoints"
     if main:
         (d / "manifest.json").unlink(missing_ok=True)  # the adapter is about to change
-        # Checkpoints resume only the same run: same settings, same data.
         run_file = ckpt / "run.json"
-        run = {"config_hash": plan.config_hash, "dataset_sha256": data.sha256}
-        try:
-            same_run = json.loads(run_file.read_text()) == run
-        except (OSError, ValueError):
-            same_run = False
-        if not same_run:
+        run = run_identity(plan, data.sha256, fingerprint)
+        why = discard_reason(_read_run(run_file), run)
+        if why and last_complete_checkpoint(ckpt):
+            progress.log(f"{topic.name}: starting over instead of resuming its checkpoint, because {why}")
+        if why:
             remove_checkpoints(ckpt)
         write_dataset(d / "dataset", topic, data)
         write_json_atomic(run_file, run)
@@ -281,6 +279,46 @@ def _train_one(
             "passages (broader queries, a larger top_k) or fewer epochs"
         )
     return manifest.model_copy(update={"path": str(d)})
+
+
+RUN_FORMAT = "ensemble-expert-run/2"
+
+# What a checkpoint must share with the run about to start, and how a mismatch is explained.
+_RUN_FIELDS = (
+    ("base_fingerprint", "the base model changed since it was written"),
+    ("config_hash", "the expert's settings, queries or files changed"),
+    ("deepspeed_sha256", "the DeepSpeed configuration changed"),
+    ("dataset_sha256", "retrieval now finds other passages (the index changed)"),
+)
+
+
+def run_identity(plan: Plan, dataset_sha256: str, fingerprint: str) -> dict[str, Any]:
+    """Everything a checkpoint must match to be resumed: base, settings, DeepSpeed config and data."""
+    ds = json.dumps(plan.deepspeed, sort_keys=True) if plan.deepspeed is not None else None
+    return {
+        "format": RUN_FORMAT,
+        "base_fingerprint": fingerprint,
+        "config_hash": plan.config_hash,
+        "deepspeed_sha256": hashlib.sha256(ds.encode()).hexdigest() if ds else None,
+        "dataset_sha256": dataset_sha256,
+    }
+
+
+def discard_reason(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
+    """None when a checkpoint written for `old` may resume the run `new`; else why it may not."""
+    if old is None:
+        return "it records no run (written by an older version, or its run.json is damaged)"
+    if old.get("format") != new["format"]:
+        return "it was written by an older version that did not record the base model"
+    return next((why for key, why in _RUN_FIELDS if old.get(key) != new[key]), None)
+
+
+def _read_run(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _kept(outcome: Any) -> str:

@@ -196,3 +196,49 @@ def test_gradual_unfreezing_and_layerwise_learning_rates(project, fake_retriever
     assert not torch.equal(watch.block0[1], base)  # epoch 2: block 0 opened
     assert len(watch.lrs) >= 2 and max(watch.lrs) == 3e-3  # lower block at half the rate
     assert "transformer.h.0.attn.c_attn.weight" in m.trained_tensors
+
+
+class Block0AtEnd(TrainerCallback):
+    def __init__(self):
+        self.weight = None
+
+    def on_train_end(self, args, state, control, model=None, **kw):
+        self.weight = model.transformer.h[0].attn.c_attn.weight.detach().clone()
+
+
+def _other_base(tiny_base, directory):
+    """The tiny base with every weight nudged: another fingerprint, same tokenizer and shapes."""
+    import shutil
+
+    shutil.copytree(tiny_base, directory)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    model.save_pretrained(directory, safe_serialization=True)
+    (directory / ".ensemble-fingerprint.json").unlink(missing_ok=True)
+    return directory
+
+
+def test_a_checkpoint_of_another_base_is_discarded_and_says_why(project, fake_retriever, tiny_base, tmp_path):
+    from test_best_epoch import Lines
+    from training_support import Project
+
+    freeze = {"layers": 1}
+    topics = project.topics(
+        [topic("family")], defaults={"method": "freeze", "freeze": freeze, "save_steps": 2, "epochs": 3}
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train_experts(project.cfg, topics, callbacks=[StopAt(3)])
+    assert (project.root / "work/experts/family/checkpoints/checkpoint-2").is_dir()
+
+    other = _other_base(tiny_base, tmp_path / "other-base")
+    switched = Project(project.root, other)
+    started, block0, log = StartedAt(), Block0AtEnd(), Lines()
+    [m] = train_experts(switched.cfg, topics, callbacks=[started, block0], progress=log)
+    assert started.steps == [0] and m.resumed_from is None
+    assert [line for line in log.lines if "starting over" in line] == [
+        "family: starting over instead of resuming its checkpoint, because the base model changed since it was written"
+    ]
+    frozen = AutoModelForCausalLM.from_pretrained(other).transformer.h[0].attn.c_attn.weight
+    assert torch.equal(block0.weight, frozen)  # block 0 is frozen: it must hold the new base's weights
