@@ -117,8 +117,8 @@ def _datasets(tokenizer: Any, topic: TopicSpec, params: TrainParams, data: Exper
     return LMDataset(build(data.train), keep, params.seed), LMDataset(build(data.val))
 
 
-def _save_adapter(model: Any, info: Any, d: Path, fingerprint: str) -> None:
-    """Write the adapter into a scratch directory, then swap it in whole."""
+def _save_adapter(model: Any, info: Any, trained: Sequence[str], d: Path, fingerprint: str) -> None:
+    """Write the adapter (for freeze: the `trained` tensors) into a scratch directory, then swap it in whole."""
     scratch = d / ".adapter.tmp"
     shutil.rmtree(scratch, ignore_errors=True)
     if info.method == "lora":
@@ -126,7 +126,7 @@ def _save_adapter(model: Any, info: Any, d: Path, fingerprint: str) -> None:
     else:
         from safetensors.torch import save_file
 
-        names = set(info.trainable_names)
+        names = set(trained)
         tensors = {n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if n in names}
         scratch.mkdir(parents=True)
         save_file(tensors, str(scratch / "trained.safetensors"), metadata={"base_fingerprint": fingerprint})
@@ -152,7 +152,14 @@ def _train_one(
     from transformers import set_seed
 
     from .adapters import init_adapter
-    from .trainer import last_complete_checkpoint, layerwise, perplexity, remove_checkpoints, run_training
+    from .trainer import (
+        last_complete_checkpoint,
+        layerwise,
+        perplexity,
+        remove_checkpoints,
+        run_training,
+        trained_names,
+    )
 
     topic, params, prec = plan.topic, plan.params, plan.precision
     t0 = time.perf_counter()
@@ -199,6 +206,11 @@ def _train_one(
     ppl_after = perplexity(model, val_ds, tokenizer.pad_token_id, precision=prec)
     best = outcome.best
     improved = ppl_after < ppl_before
+    trained = (
+        trained_names(model, params, info.trainable_names, info.n_layers, info.frozen_layers, outcome)
+        if params.method == "freeze"
+        else []
+    )
     hyper = params.model_dump()
     hyper["learning_rate"] = params.lr
     hyper.update(device=prec.device, dtype=str(prec.dtype).removeprefix("torch."))
@@ -212,7 +224,7 @@ def _train_one(
             "fingerprint": fingerprint,
             "revision": cfg.base_model_revision,
         },
-        trained_tensors=info.trainable_names if params.method == "freeze" else [],
+        trained_tensors=trained,
         condition={
             "enabled": params.condition.enabled,
             "format": CONDITION_FORMAT,
@@ -265,7 +277,7 @@ def _train_one(
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     if main:
-        _save_adapter(model, info, d, fingerprint)
+        _save_adapter(model, info, trained, d, fingerprint)
         write_json_atomic(d / "manifest.json", manifest.model_dump(mode="json", exclude={"path"}))
         remove_checkpoints(ckpt)
     progress.log(

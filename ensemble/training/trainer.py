@@ -19,7 +19,7 @@ from ..core.progress import NullProgress, Progress
 from .config import TrainParams
 from .dataset import LMDataset
 from .runtime import Precision, peak_memory, reset_peak_memory
-from .schedule import block_lr, unfreeze_plan
+from .schedule import block_lr, lowest_trainable
 
 SHIPPED_DEEPSPEED = {"zero2": "zero2.json"}
 EVAL_METRIC = "eval_perplexity"
@@ -39,6 +39,13 @@ class TrainOutcome:
     val_history: list[dict[str, float]]  # every evaluation of the run, resumed ones included: step, epoch, perplexity
     best_step: int | None  # the evaluation whose model was kept (None: no evaluation, the last model was kept)
     stopped_early: bool
+    planned_steps: int = 0  # the optimizer steps the run was scheduled for (max_steps, or epochs × steps per epoch)
+    planned_epochs: int = 0  # the epochs those steps span
+
+    @property
+    def kept_step(self) -> int:
+        """The optimizer steps behind the model that was kept."""
+        return self.best_step if self.best_step is not None else self.global_step
 
     @property
     def best(self) -> dict[str, float] | None:
@@ -98,7 +105,7 @@ def perplexity(
 
 
 def resolve_deepspeed(value: str | None, relative_to: Path | None, *, method: str) -> dict[str, Any] | None:
-    """`zero2` → the shipped config; a path → that JSON. ZeRO-3 with LoRA is refused (see message)."""
+    """`zero2` → the shipped config; a path → that JSON. ZeRO-3 is refused for LoRA and freeze (see messages)."""
     if value is None:
         return None
     if value in SHIPPED_DEEPSPEED:
@@ -125,6 +132,13 @@ def resolve_deepspeed(value: str | None, relative_to: Path | None, *, method: st
         raise ConfigError(
             "ZeRO-3 partitions the base weights, and PEFT then saves empty LoRA adapters; "
             "use deepspeed: zero2 (LoRA's optimizer state is tiny, ZeRO-3 saves nothing worth it)",
+            key="deepspeed",
+        )
+    if stage == 3 and method == "freeze":
+        raise ConfigError(
+            "ZeRO-3 partitions every weight across processes, and method freeze would save the partition "
+            "placeholders instead of the trained blocks; use deepspeed: zero2 (it shards the optimizer state, "
+            "which is most of the memory full fine-tuning of the upper blocks needs)",
             key="deepspeed",
         )
     return config
@@ -159,7 +173,10 @@ def _checkpointing_args(enabled: bool) -> dict[str, Any]:
     return out
 
 
-def _progress_callback(progress: Progress, task: str, dataset: LMDataset, plan: Callable[[int], None] | None):
+UnfreezeHook = Callable[[int, int, int], None]  # (optimizer step, planned steps, planned epochs)
+
+
+def _progress_callback(progress: Progress, task: str, dataset: LMDataset, unfreeze: UnfreezeHook | None):
     from transformers import TrainerCallback
 
     class Forward(TrainerCallback):
@@ -172,12 +189,15 @@ def _progress_callback(progress: Progress, task: str, dataset: LMDataset, plan: 
             if state.global_step:
                 progress.advance(task, state.global_step, info="resumed")
             self.started = True
+            self.on_step_begin(args, state, control)
 
         def on_epoch_begin(self, args, state, control, **kw):
             epoch = int(state.epoch + 1e-6) if state.epoch else 0
             dataset.set_epoch(epoch)
-            if plan is not None:
-                plan(epoch)
+
+        def on_step_begin(self, args, state, control, **kw):
+            if unfreeze is not None:
+                unfreeze(state.global_step, state.max_steps, state.num_train_epochs)
 
         def on_step_end(self, args, state, control, **kw):
             progress.advance(task, 1, info=f"loss {self.loss:.3f}" if self.loss is not None else None)
@@ -230,15 +250,23 @@ def _make_trainer_class(lr_of: Callable[[str], float] | None, val: Callable[[Any
     return ExpertTrainer
 
 
+def _block_of(model: Any) -> dict[str, int]:
+    """Parameter name → index of the block that holds it (parameters outside the blocks are absent)."""
+    from .adapters import block_index_of
+
+    index = block_index_of(model)
+    return {name: index[id(p)] for name, p in model.named_parameters() if id(p) in index}
+
+
 def layerwise(
     model: Any, params: TrainParams, frozen: int
-) -> tuple[Callable[[int], None] | None, Callable[[str], float] | None]:
-    """For method freeze: the gradual-unfreezing hook (epoch → requires_grad) and the per-parameter LR."""
-    from .adapters import block_index_of, find_blocks
+) -> tuple[UnfreezeHook | None, Callable[[str], float] | None]:
+    """For method freeze: the gradual-unfreezing hook (optimizer step → requires_grad, planned from the steps
+    the run really takes) and the per-parameter LR."""
+    from .adapters import find_blocks
 
     n = len(find_blocks(model))
-    index = block_index_of(model)
-    names_by_block = {name: index[id(p)] for name, p in model.named_parameters() if id(p) in index}
+    names_by_block = _block_of(model)
     lr_of = None
     if params.freeze.layer_lr_decay < 1.0:
         decay = params.freeze.layer_lr_decay
@@ -248,16 +276,27 @@ def layerwise(
 
     hook = None
     if params.freeze.gradual_unfreeze:
-        plan = unfreeze_plan(n, frozen, max(1, math.ceil(params.epochs)))
         trainable = {name for name, p in model.named_parameters() if p.requires_grad}
 
-        def hook(epoch: int) -> None:
-            lowest = plan[min(epoch, len(plan) - 1)]
+        def hook(step: int, total_steps: int, epochs: int) -> None:
+            lowest = lowest_trainable(n, frozen, step, total_steps, epochs)
             for name, p in model.named_parameters():
                 if name in trainable and name in names_by_block:
                     p.requires_grad_(names_by_block[name] >= lowest)
 
     return hook, lr_of
+
+
+def trained_names(
+    model: Any, params: TrainParams, names: Sequence[str], n_layers: int, frozen: int, outcome: TrainOutcome
+) -> list[str]:
+    """The tensors of `names` that trained before the kept model: with gradual unfreezing, a block that had not
+    opened by then (the run stopped early, or ended) kept the base's weights and is left out."""
+    if not params.freeze.gradual_unfreeze:
+        return list(names)
+    lowest = lowest_trainable(n_layers, frozen, outcome.kept_step - 1, outcome.planned_steps, outcome.planned_epochs)
+    block_of = _block_of(model)
+    return [name for name in names if block_of.get(name, n_layers) >= lowest]
 
 
 def run_training(
@@ -367,6 +406,8 @@ def run_training(
         ],
         best_step=state.best_global_step if keep_best and state.best_model_checkpoint else None,
         stopped_early=state.global_step < state.max_steps,
+        planned_steps=int(state.max_steps),
+        planned_epochs=int(state.num_train_epochs),
     )
     return trainer, outcome
 

@@ -17,7 +17,7 @@ from ensemble.training.dataset import (
     split_train_val,
     text_hash,
 )
-from ensemble.training.schedule import block_lr, unfreeze_plan
+from ensemble.training.schedule import block_lr, lowest_trainable, unfreeze_plan
 
 
 def _passages(n):
@@ -114,3 +114,12 @@ def test_gradual_unfreezing_opens_blocks_top_down_and_layer_lr_decays():
     assert unfreeze_plan(4, 4, 2) == [4, 4]
     assert block_lr(1.0, 4, 3, 0.5) == 1.0 and block_lr(1.0, 4, 1, 0.5) == 0.25
     assert block_lr(1.0, 4, 4, 0.5) == 1.0  # head and final norm
+
+
+def test_gradual_unfreezing_spreads_its_stages_over_the_steps_the_run_really_takes():
+    # 3 epochs of 4 steps: one stage per epoch, as planned from epochs
+    assert [lowest_trainable(24, 12, s, 12, 3) for s in (0, 3, 4, 7, 8, 11)] == [20, 20, 16, 16, 12, 12]
+    # max_steps 3 inside one epoch of 10 steps: HF runs one epoch, so every trainable block trains from step 0
+    assert [lowest_trainable(24, 12, s, 3, 1) for s in range(3)] == [12, 12, 12]
+    # max_steps 5 over 2 epochs of 3 steps: both stages fit in the 5 steps
+    assert [lowest_trainable(4, 0, s, 5, 2) for s in range(5)] == [2, 2, 2, 0, 0]

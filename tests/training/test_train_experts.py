@@ -242,3 +242,21 @@ def test_a_checkpoint_of_another_base_is_discarded_and_says_why(project, fake_re
     ]
     frozen = AutoModelForCausalLM.from_pretrained(other).transformer.h[0].attn.c_attn.weight
     assert torch.equal(block0.weight, frozen)  # block 0 is frozen: it must hold the new base's weights
+
+
+def test_gradual_unfreezing_plans_from_max_steps_and_lists_only_blocks_that_trained(project, fake_retriever, tiny_base):
+    freeze = {"layers": 0, "gradual_unfreeze": True}
+    topics = project.topics(
+        [topic("village")],
+        defaults={"method": "freeze", "epochs": 8, "max_steps": 2, "learning_rate": 3e-3, "freeze": freeze},
+    )
+    [m] = train_experts(project.cfg, topics)
+    assert m.steps == 2 and m.epochs <= 1  # max_steps, not epochs, decided the run's length
+    from safetensors.torch import load_file
+
+    saved = load_file(str(m.adapter_path / "trained.safetensors"))
+    base = dict(AutoModelForCausalLM.from_pretrained(tiny_base).named_parameters())
+    assert set(saved) == set(m.trained_tensors)
+    assert "transformer.h.0.attn.c_attn.weight" in m.trained_tensors  # the plan opened every block in the 2 steps
+    unchanged = [n for n in m.trained_tensors if torch.equal(saved[n], base[n].detach())]
+    assert unchanged == []  # nothing is listed as trained that kept the base's weights

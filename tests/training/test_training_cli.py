@@ -78,6 +78,15 @@ def test_zero3_with_lora_is_refused_with_the_reason(project, capsys):
     assert code == 2 and "empty LoRA adapters" in one_error_line(err)
 
 
+def test_zero3_with_freeze_is_refused_with_the_reason(project, capsys):
+    _write(project.root / "z3.json", json.dumps({"zero_optimization": {"stage": 3}}))
+    path = project.topics([topic("family")], defaults={"deepspeed": "z3.json", "method": "freeze"})
+    code, _, err = invoke(capsys, "-c", str(project.config_path), "train-experts", str(path))
+    line = one_error_line(err)
+    assert code == 2 and "partition placeholders" in line and "deepspeed: zero2" in line
+    assert "topics.yaml:" in line and "deepspeed" in line
+
+
 def test_topic_retrieving_nothing_names_the_topic(project, fake_retriever, capsys):
     path = project.topics([topic("family"), {"name": "space", "queries": ["우주 로켓", "은하"]}])
     code, _, err = invoke(capsys, "-c", str(project.config_path), "train-experts", str(path))
