@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..config.project import ProjectConfig
@@ -22,6 +22,40 @@ class Hit:
 def is_blank(query: str) -> bool:
     """A query of only whitespace: with a theme, a theme-only search."""
     return not query.strip()
+
+
+REBUILD_SETTINGS = ("analyzer", "bm25")  # every term or score changes: only a new index serves them
+
+
+def index_settings(cfg: ProjectConfig) -> dict[str, Any]:
+    """The settings that shape an index's contents, as recorded in its metadata."""
+    return {
+        "analyzer": cfg.index.analyzer,
+        "bm25": {"k1": cfg.index.k1, "b": cfg.index.b},
+        "clean": cfg.clean.model_dump(),
+        "passages": cfg.passages.model_dump(),
+    }
+
+
+def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"passages": {"max_chars": 500}} → {"passages.max_chars": 500}."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+MISSING = object()
+
+
+def changed_settings(recorded: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """dotted key → (recorded value or MISSING, current value) for every setting that differs."""
+    old, new = flatten(recorded), flatten(current)
+    return {k: (old.get(k, MISSING), v) for k, v in new.items() if old.get(k, MISSING) != v}
 
 
 class Retriever(Protocol):
@@ -60,6 +94,14 @@ class Retriever(Protocol):
         ...
 
     def passage_count(self) -> int: ...
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """The `index_settings` this index was built with, as far as it recorded them ({} if not at all)."""
+        ...
+
+    def record_settings(self, settings: dict[str, Any]) -> None:
+        """Record `index_settings` once every passage in the index agrees with them (after `commit`)."""
+        ...
 
     def close(self) -> None: ...
 

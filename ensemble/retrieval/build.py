@@ -19,7 +19,7 @@ from ..core.progress import NullProgress, Progress
 from ..corpus.load import check_documents, corpus_bytes, read_documents
 from ..corpus.passages import split_passages_many
 from ..text.analyzers import speed_note
-from .base import Hit, Retriever, open_retriever
+from .base import MISSING, REBUILD_SETTINGS, Hit, Retriever, changed_settings, index_settings, open_retriever
 from .explain import ExplainedHit, explain_hits
 
 if TYPE_CHECKING:
@@ -160,15 +160,66 @@ def build_index(
             if workers > 1:
                 _warm_up(cfg.passages, analyzer)
                 pool = _fork_pool(workers)
-            retriever = open_retriever(cfg, create=True, rebuild=rebuild)
+            settings = index_settings(cfg)
+            why = None if rebuild else needs_rebuild(_stored_settings(cfg), settings)
+            if why:
+                progress.log(why)
+            retriever = open_retriever(cfg, create=True, rebuild=rebuild or why is not None)
             docs = itertools.chain([first] if first is not None else [], corpus)
-            summary = _index(retriever, docs, expected_docs, cfg.passages, progress, pool, checkpoint_passages)
+            summary = _index(
+                retriever, docs, expected_docs, cfg.passages, progress, pool, checkpoint_passages, settings
+            )
             return IndexSummary(**summary, seconds=round(time.perf_counter() - started, 3))
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
             if retriever is not None:
                 retriever.close()
+
+
+def _shown(value: Any) -> str:
+    return "unrecorded" if value is MISSING else repr(value)
+
+
+def _changes_text(changes: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{key} {_shown(old)} → {new!r}" for key, (old, new) in changes.items())
+
+
+def needs_rebuild(recorded: dict[str, Any] | None, current: dict[str, Any]) -> str | None:
+    """Why the live index must be rebuilt for `current` (a changed analyzer or BM25 parameter), or None."""
+    if recorded is None:
+        return None
+    changes = {
+        k: v
+        for k, v in changed_settings(recorded, current).items()
+        if k.split(".")[0] in REBUILD_SETTINGS and v[0] is not MISSING
+    }
+    if not changes:
+        return None
+    return f"index settings changed ({_changes_text(changes)}): rebuilding the index, as --rebuild does"
+
+
+def reprocess_plan(recorded: dict[str, Any], current: dict[str, Any]) -> tuple[bool, str | None]:
+    """(re-index every document?, why) for an index with passages built under `recorded`.
+
+    Passage settings shape every passage; a cleaning change shows in the content hashes (of the cleaned
+    text), so those documents alone are re-indexed."""
+    changes = changed_settings(recorded, current)
+    if not changes:
+        return False, None
+    everything = any(k.split(".")[0] != "clean" for k in changes)
+    action = "re-indexing every document" if everything else "re-indexing the documents whose cleaned text changed"
+    return everything, f"index settings changed ({_changes_text(changes)}): {action}"
+
+
+def _stored_settings(cfg: ProjectConfig) -> dict[str, Any] | None:
+    if cfg.index.backend == "elasticsearch":
+        from .elastic import stored_settings
+
+        return stored_settings(cfg)
+    from .embedded import stored_settings
+
+    return stored_settings(cfg)
 
 
 def _client_analyzer(cfg: ProjectConfig) -> str | None:
@@ -184,15 +235,19 @@ def _index(
     progress: Progress,
     pool: ProcessPoolExecutor | None,
     checkpoint_passages: int,
+    settings: dict[str, Any],
 ) -> dict[str, int]:
     known = retriever.doc_hashes()
+    everything, why = reprocess_plan(retriever.recorded_settings(), settings) if known else (False, None)
+    if why:
+        progress.log(why)
     seen: set[str] = set()
     counts = {"todo": 0, "updated": 0}
 
     def todo() -> Iterator[Document]:
         for d in corpus:
             seen.add(d.id)
-            if known.get(d.id) == d.content_hash:
+            if not everything and known.get(d.id) == d.content_hash:
                 progress.advance("indexing", 1)
                 continue
             counts["todo"] += 1
@@ -221,6 +276,7 @@ def _index(
     if removed:
         retriever.delete(removed)
     retriever.commit()
+    retriever.record_settings(settings)
     passages = retriever.passage_count()
     progress.end("indexing", None)
     return {

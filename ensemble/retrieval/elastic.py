@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ArtifactError, BackendError, ConfigError, EnsembleError
 from . import elastic_template as tpl
-from .base import Hit, is_blank
+from .base import Hit, index_settings, is_blank
 from .elastic_errors import CREDENTIAL_VARS, REBUILD_HINT, check_server_version, import_client, translate
 
 if TYPE_CHECKING:
@@ -214,6 +214,20 @@ def swap_actions(alias: str, old: Sequence[str], new: str) -> list[dict[str, Any
     return [*({"remove": {"index": o, "alias": alias}} for o in old), {"add": {"index": new, "alias": alias}}]
 
 
+def settings_meta(analyzer: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The mapping's `_meta`: the template's, plus the settings the index was built with."""
+    out = tpl.meta(analyzer)
+    out["ensemble"]["settings"] = settings
+    return out
+
+
+def recorded_settings_in(mapping: dict[str, Any]) -> dict[str, Any]:
+    info = (mapping.get("_meta") or {}).get("ensemble") or {}
+    if not info:
+        return {}
+    return {"analyzer": info.get("analyzer"), **(info.get("settings") or {})}
+
+
 def mapping_problem(mapping: dict[str, Any], settings: dict[str, Any], cfg: ProjectConfig) -> str | None:
     """Why an existing index cannot serve this project (None when it can)."""
     analyzer = cfg.index.analyzer
@@ -262,6 +276,7 @@ class ElasticRetriever:
         self._conn = conn
         self._client = conn.client
         self._es_cfg = cfg.index.elasticsearch
+        self._analyzer = cfg.index.analyzer
         self.alias = alias
         self.target = target  # the physical index written and read through this object
         self._swap_from = list(swap_from) if swap_from is not None else None  # set: alias moves on commit
@@ -420,6 +435,12 @@ class ElasticRetriever:
             out[name] = {h["_id"]: float(h.get("_score") or 0.0) for h in resp.get("hits", {}).get("hits", [])}
         return out
 
+    def recorded_settings(self) -> dict[str, Any]:
+        return recorded_settings_in(_mapping(self._conn, self.target))
+
+    def record_settings(self, settings: dict[str, Any]) -> None:
+        _record(self._conn, self.target, self._analyzer, settings)
+
     def passage_count(self) -> int:
         self._refresh_if_dirty()
         with self._conn.errors("counting passages"):
@@ -483,7 +504,8 @@ class ElasticRetriever:
         failures: list[dict[str, Any]] = []
         with self._conn.errors(what):
             for ok, item in streaming_bulk(
-                self._client,
+                # one retry policy: streaming_bulk's for statuses; the client's own would nest inside it
+                self._client.options(retry_on_status=()),
                 actions,
                 chunk_size=self._es_cfg.bulk_chunk,
                 max_retries=self._es_cfg.max_retries,
@@ -528,6 +550,27 @@ def _first_reason(failures: list[dict[str, Any]]) -> str:
         reason = err.get("reason") or err.get("type") or err
         return " ".join(f"{f.get('status', '')} {reason} {cause.get('reason', '')}".split())
     return " ".join(f"{f.get('status', '')} {err}".split())
+
+
+def _mapping(conn: Connection, physical: str) -> dict[str, Any]:
+    with conn.errors(f"reading the mapping of {physical!r}"):
+        return conn.client.indices.get_mapping(index=physical).body.get(physical, {}).get("mappings", {})
+
+
+def _record(conn: Connection, physical: str, analyzer: str, settings: dict[str, Any]) -> None:
+    with conn.errors(f"recording the settings of {physical!r}"):
+        conn.client.indices.put_mapping(index=physical, meta=settings_meta(analyzer, settings))
+
+
+def stored_settings(cfg: ProjectConfig, env: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The settings recorded in the index the alias points at (None: no index yet, or not one to judge)."""
+    alias = check_index_name(cfg)
+    conn = connect(cfg, env)
+    try:
+        current = alias_targets(conn, alias)
+        return recorded_settings_in(_mapping(conn, current[0])) if len(current) == 1 else None
+    finally:
+        conn.close()
 
 
 def alias_targets(conn: Connection, alias: str) -> list[str]:
@@ -609,13 +652,14 @@ def create_physical(conn: Connection, cfg: ProjectConfig, alias: str) -> str:
             f"another index template with a priority above {tpl.TEMPLATE_PRIORITY} matches "
             f"{tpl.index_pattern(alias)!r}; remove it, or choose another index.elasticsearch.index"
         )
+    _record(conn, name, cfg.index.analyzer, index_settings(cfg))  # before any passage: they agree
     return name
 
 
 def index_problem(conn: Connection, cfg: ProjectConfig, physical: str) -> str | None:
     """Why the existing index `physical` cannot serve this project (None when it can)."""
-    with conn.errors(f"reading the mapping of {physical!r}"):
-        mapping = conn.client.indices.get_mapping(index=physical).body.get(physical, {}).get("mappings", {})
+    mapping = _mapping(conn, physical)
+    with conn.errors(f"reading the settings of {physical!r}"):
         settings = conn.client.indices.get_settings(index=physical).body.get(physical, {}).get("settings", {})
     return mapping_problem(mapping, settings, cfg)
 

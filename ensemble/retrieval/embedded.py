@@ -40,7 +40,7 @@ from ..core.artifacts import read_json, write_json_atomic
 from ..core.errors import ArtifactError, ConfigError
 from ..core.locks import held_by_other_process
 from ..text.analyzers import adv_analyzer_name, analyze, index_fields
-from .base import Hit, is_blank
+from .base import Hit, index_settings, is_blank
 
 if TYPE_CHECKING:
     from ..config.project import ProjectConfig
@@ -75,13 +75,27 @@ def _schema():
     return sb.build()
 
 
-def _meta(analyzer: str) -> dict[str, Any]:
+def _meta(analyzer: str, settings: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "backend": "embedded",
         "analyzer": analyzer,
         "adv_analyzer": adv_analyzer_name(analyzer),
+        "settings": settings,
     }
+
+
+def _recorded(path: Path) -> dict[str, Any]:
+    """The settings recorded in the index at `path`; an index from before they were recorded names its analyzer."""
+    meta = read_json(path / META_NAME)
+    if not isinstance(meta, dict):
+        return {}
+    return {"analyzer": meta.get("analyzer"), **(meta.get("settings") or {})}
+
+
+def stored_settings(cfg: ProjectConfig) -> dict[str, Any] | None:
+    """The settings recorded in the live index (None: no index yet)."""
+    return _recorded(cfg.index_path) if _is_index(cfg.index_path) else None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -148,14 +162,14 @@ def _check_meta(path: Path, analyzer: str, cfg: ProjectConfig) -> None:
         )
 
 
-def _create(path: Path, analyzer: str) -> None:
+def _create(path: Path, analyzer: str, settings: dict[str, Any]) -> None:
     """A new empty index at `path`, made beside it and renamed into place so it is never half-created."""
     import tantivy
 
     tmp = path.with_name(f".{path.name}.new")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write_json_atomic(tmp / META_NAME, _meta(analyzer))
+    write_json_atomic(tmp / META_NAME, _meta(analyzer, settings))
     tantivy.Index(_schema(), path=str(tmp), reuse=False)
     if path.exists():  # an empty directory the user made for the index
         path.rmdir()
@@ -277,12 +291,12 @@ class EmbeddedRetriever:
             else:
                 shutil.rmtree(staged, ignore_errors=True)
             if not staged.exists():
-                _create(staged, analyzer)
+                _create(staged, analyzer, index_settings(cfg))
             return cls(staged, live, analyzer, rebuild=True)
         if not _is_index(live):
             if not create:
                 raise ArtifactError(f"no index at {live}; run `ensemble build-index` first", path=cfg.source)
-            _create(live, analyzer)
+            _create(live, analyzer, index_settings(cfg))
         _check_meta(live, analyzer, cfg)
         if create:  # only build-index opens with create, and it holds the work_dir's build lock
             _remove_stale_temp_files(live)
@@ -454,6 +468,13 @@ class EmbeddedRetriever:
 
     def passage_count(self) -> int:
         return self._searcher().num_docs
+
+    def recorded_settings(self) -> dict[str, Any]:
+        return _recorded(self.path)
+
+    def record_settings(self, settings: dict[str, Any]) -> None:
+        meta = read_json(self.path / META_NAME)
+        write_json_atomic(self.path / META_NAME, {**meta, "settings": settings})
 
     def __enter__(self) -> EmbeddedRetriever:
         return self

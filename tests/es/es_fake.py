@@ -221,6 +221,11 @@ class FakeES:
             if op == "_refresh":
                 ix.visible = copy.deepcopy(ix.docs)
                 return 200, {"_shards": {"total": 1, "successful": 1, "failed": 0}}, {}
+            if op == "_mapping" and m in ("PUT", "POST"):
+                body = req.body or {}
+                ix.mappings.update({k: v for k, v in body.items() if k != "properties"})
+                ix.mappings.setdefault("properties", {}).update(body.get("properties") or {})
+                return 200, {"acknowledged": True}, {}
             if op == "_mapping":
                 return 200, {name: {"mappings": ix.mappings}}, {}
             if op == "_settings":

@@ -19,7 +19,7 @@ from ensemble.core.errors import ArtifactError, BackendError, ConfigError  # noq
 from ensemble.corpus.types import Document, Passage  # noqa: E402
 from ensemble.retrieval import elastic  # noqa: E402
 from ensemble.retrieval import elastic_template as tpl  # noqa: E402
-from ensemble.retrieval.base import Hit, open_retriever  # noqa: E402
+from ensemble.retrieval.base import Hit, index_settings, open_retriever  # noqa: E402
 from ensemble.retrieval.elastic import ElasticRetriever, search_body  # noqa: E402
 
 PHYSICAL = re.compile(r"passages-\d{20}")
@@ -60,8 +60,10 @@ def test_create_installs_template_then_index_and_sets_alias_on_commit(fake_es, e
     assert len(put) == 1
     assert put[0].body == tpl.index_template("passages", "nori")
     created = [c.path.strip("/") for c in fake_es.calls("PUT") if not c.path.startswith("/_")]
-    assert len(created) == 1 and PHYSICAL.fullmatch(created[0])
+    assert len(created) == 2 and PHYSICAL.fullmatch(created[0])
     assert r.target == created[0]
+    assert created[1] == f"{r.target}/_mapping"  # the settings it is built with, recorded before any passage
+    assert r.recorded_settings() == index_settings(es_cfg)
     assert fake_es.alias_targets("passages") == []  # not visible before commit
     r.upsert(CORPUS[:1])
     r.commit()
@@ -480,3 +482,55 @@ def test_build_index_runs_on_the_backend(fake_es, tmp_path):
     assert (rebuilt.added, rebuilt.passages) == (2, 2)
     assert fake_es.alias_targets("hamkke") != live and list(fake_es.indices) == fake_es.alias_targets("hamkke")
     assert [h.doc_id for h in search(cfg, "할머니도", k=1)] == ["family"]
+
+
+def test_build_index_follows_changed_settings(fake_es, tmp_path):
+    """Passage settings re-index every document in place; BM25 parameters rebuild (a new index, alias swapped)."""
+    from ensemble.retrieval.build import build_index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "long.txt").write_text(" ".join(f"{i}번째 날에 가족이 함께 모였다." for i in range(20)), encoding="utf-8")
+    base = make_config(tmp_path, fake_es.url).model_copy(update={"corpus": ["corpus/"]})
+
+    def cfg_with(**update):
+        cfg = base.model_copy(update=update) if update else base
+        return cfg.with_base_dir(tmp_path, tmp_path / "ensemble.yaml")
+
+    class Log:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def start(self, *a, **k): ...
+        def advance(self, *a, **k): ...
+        def end(self, *a, **k): ...
+        def log(self, message):
+            self.lines.append(message)
+
+    build_index(cfg_with())
+    live = fake_es.alias_targets("passages")
+    short = cfg_with(passages=base.passages.model_copy(update={"max_chars": 60}))
+    log = Log()
+    assert build_index(short, progress=log).updated == 1
+    assert log.lines == ["index settings changed (passages.max_chars 500 → 60): re-indexing every document"]
+    assert fake_es.alias_targets("passages") == live
+    texts = [d["text"] for d in fake_es.indices[live[0]].docs.values()]
+    assert len(texts) > 1 and max(map(len, texts)) <= 60
+
+    tuned = short.model_copy(update={"index": short.index.model_copy(update={"k1": 0.9})})
+    log = Log()
+    assert build_index(tuned, progress=log).added == 1
+    assert log.lines == ["index settings changed (bm25.k1 1.2 → 0.9): rebuilding the index, as --rebuild does"]
+    assert fake_es.alias_targets("passages") != live
+    assert elastic.stored_settings(tuned) == index_settings(tuned)
+
+
+def test_a_persistent_429_gets_one_retry_policy(fake_es, es_cfg):
+    """streaming_bulk retries a rejected _bulk; the client must not retry it again inside each of those tries."""
+    r = ElasticRetriever.open(es_cfg, create=True)
+    busy = {"error": {"type": "es_rejected_execution_exception", "reason": "queue full"}, "status": 429}
+    fake_es.fail("PUT", r"^/_bulk$", 429, busy, times=-1)
+    with pytest.raises(BackendError, match="429"):
+        r.upsert(CORPUS[:1])
+    assert len(fake_es.calls(None, r"^/_bulk$")) == 1 + es_cfg.index.elasticsearch.max_retries
+    r.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -250,3 +251,81 @@ def test_build_index_says_when_the_korean_analyzer_runs_on_its_slow_path(project
     build_index(load_project(project), progress=slow, rebuild=True)
     notes = [e[1] for e in slow.events if e[0] == "log"]
     assert len(notes) == 1 and "pip install -e ." in notes[0] and "nori" in notes[0]
+
+
+# -- the settings that shape the index -------------------------------------------------------------------------
+
+LONG_DOC = " ".join(f"이웃들이 {i}번째 날에도 함께 모여 메주를 쑤고 김장을 담갔다." for i in range(12))
+
+
+def set_yaml(project: Path, extra: str) -> None:
+    project.write_text(f"corpus: [corpus/]\n{extra}", encoding="utf-8")
+
+
+def longest_passage(cfg) -> int:
+    r = open_retriever(cfg)
+    try:
+        return max(len(h.text) for h in r.search("메주", k=100))
+    finally:
+        r.close()
+
+
+def test_changed_passage_settings_reindex_every_document_and_say_why(project):
+    (project.parent / "corpus" / "long.txt").write_text(LONG_DOC, encoding="utf-8")
+    set_yaml(project, "passages: {max_chars: 500}\n")
+    build_index(load_project(project))
+    assert longest_passage(load_project(project)) > 120
+    set_yaml(project, "passages: {max_chars: 120}\n")
+    cfg = load_project(project)
+    rec = Recorder()
+    s = build_index(cfg, progress=rec)
+    assert longest_passage(cfg) <= 120
+    assert (s.updated, s.unchanged) == (11, 0)
+    logs = [e[1] for e in rec.events if e[0] == "log"]
+    assert logs == ["index settings changed (passages.max_chars 500 → 120): re-indexing every document"]
+    again = Recorder()
+    assert build_index(cfg, progress=again).unchanged == 11  # recorded: nothing more to do, nothing said
+    assert [e for e in again.events if e[0] == "log"] == []
+
+
+def test_changed_cleaning_reindexes_the_documents_it_changes(project):
+    (project.parent / "corpus" / "link.txt").write_text(
+        "메주 만드는 법은 https://example.com 에 있다.", encoding="utf-8"
+    )
+    build_index(load_project(project))
+    set_yaml(project, "clean: {urls: false}\n")
+    rec = Recorder()
+    s = build_index(load_project(project), progress=rec)
+    assert (s.updated, s.unchanged) == (1, 10)
+    assert [e[1] for e in rec.events if e[0] == "log"] == [
+        "index settings changed (clean.urls True → False): re-indexing the documents whose cleaned text changed"
+    ]
+    assert "example.com" in search(load_project(project), "메주", k=20)[0].text
+
+
+def test_changed_analyzer_rebuilds_instead_of_failing(project):
+    build_index(load_project(project))
+    set_yaml(project, "index: {analyzer: standard}\n")
+    cfg = load_project(project)
+    rec = Recorder()
+    s = build_index(cfg, progress=rec)
+    assert (s.added, s.passages) == (10, 10)
+    assert [e[1] for e in rec.events if e[0] == "log"] == [
+        "index settings changed (analyzer 'nori' → 'standard'): rebuilding the index, as --rebuild does"
+    ]
+    assert [h.doc_id for h in search(cfg, "김장을")] == ["village-kimjang"]
+    assert not staging_path(cfg.index_path).exists()
+
+
+def test_an_index_without_recorded_settings_is_reindexed_once(project):
+    cfg = load_project(project)
+    build_index(cfg)
+    meta_path = cfg.index_path / "ensemble-index.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    del meta["settings"]  # as an index built before settings were recorded
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    rec = Recorder()
+    assert build_index(cfg, progress=rec).updated == 10
+    (line,) = [e[1] for e in rec.events if e[0] == "log"]
+    assert "passages.max_chars unrecorded → 500" in line and line.endswith("re-indexing every document")
+    assert build_index(cfg).unchanged == 10
