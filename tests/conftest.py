@@ -8,9 +8,35 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import extras
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+extras.hide(extras.hidden())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "extra(module): needs an optional extra (elasticsearch, deepspeed); skips without"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("extra"):
+        extras.require(marker.args[0])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """A test that imports an absent extra without saying so still skips, with the reason, instead of failing."""
+    try:
+        return (yield)
+    except ModuleNotFoundError as e:
+        module = extras.missing_extra(e)
+        if module is None:
+            raise
+        pytest.skip(extras.reason(module))
 
 
 @dataclass

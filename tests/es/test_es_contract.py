@@ -29,6 +29,8 @@ pytestmark = [
     ),
 ]
 
+pytest.importorskip("elasticsearch", reason="the es extra is not installed: pip install 'expert-ensemble[es]'")
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "retrieval"))  # where contract.py lives
 
 from contract import *  # noqa: E402, F403  (the shared backend contract, run against the live server)

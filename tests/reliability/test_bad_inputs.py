@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import extras
 import pytest
 import yaml
 from reliability_kit import (
@@ -55,6 +56,7 @@ class Case:
     skip: str | None = None
     xfail: str | None = None
     env: dict = field(default_factory=dict)
+    extra: str | None = None  # an optional extra's module the case needs (see tests/extras.py)
 
 
 # -- setups -----------------------------------------------------------------------------------------------
@@ -381,6 +383,7 @@ CASES = [
         ["127.0.0.1", "Elasticsearch"],
         elasticsearch_unreachable,
         max_seconds=60,
+        extra="elasticsearch",
     ),
     # ---- search / analyze / schema / init ---------------------------------------------------------------
     Case("search-before-build-index", "fresh", ["search", "가족"], ["build-index"]),
@@ -392,6 +395,7 @@ CASES = [
         ["127.0.0.1", "Elasticsearch"],
         elasticsearch_unreachable,
         max_seconds=60,
+        extra="elasticsearch",
     ),
     Case("analyze-unknown-analyzer", "none", ["analyze", "함께", "--analyzer", "klingon"], ["klingon", "nori"]),
     Case("schema-unknown-name", "none", ["schema", "nope"], ["nope", "choose"]),
@@ -612,6 +616,8 @@ def _param(case: Case):
 def test_bad_input(case: Case, pipeline, tmp_path):
     if case.skip:
         pytest.skip(case.skip)
+    if case.extra:
+        extras.require(case.extra)
     root = _prepare(case, pipeline, tmp_path)
     try:
         before = snapshot(root)
