@@ -2,7 +2,9 @@
 
 Each round, every unfinished section asks for `candidates` continuations of its prompt (the last
 `context_sentences` sentences written), all in one `generate` call. A continuation keeps only its complete
-sentences; the best candidate (highest mean log-likelihood) whose sentences all pass the guards is appended.
+sentences; the best candidate whose sentences all pass the guards is appended, judged by the mean log-likelihood
+of the tokens it keeps (up to the end of its last complete sentence; the dropped unfinished tail does not count).
+A sentence already written in any section, prompts included, is a repeat.
 A round with no passing candidate is a retry; after `max_retries` of them the section moves on with the
 sentences of the best candidate that did pass, and counts it. A section ends at the first sentence boundary
 past `target_chars`, or at its step cap.
@@ -19,7 +21,7 @@ from typing import Any, Protocol
 import regex as re
 
 from .config import GenerationParams
-from .guard import NoCopyGuard, RepeatGuard
+from .guard import NoCopyGuard, RepeatGuard, SharedRepeats
 from .render import body_text, paragraph_text
 from .types import GenerateFn, Generation, Request, Sampling, SplitFn
 
@@ -30,6 +32,8 @@ _FINAL_KO = re.compile(r"(?:다|요|죠|까)[\"'”’」』]*$")
 # Punctuation a sentence cannot start with (a model's stray "..." or ". ." before the words).
 _LEADING_JUNK = re.compile(r"^[\s.,;:!?…·。、，！？~\-]+")
 _LETTER = re.compile(r"[\p{L}\p{N}]")
+# What the text normalisation before splitting may drop or change: whitespace and invisible format characters.
+_UNCOUNTED = re.compile(r"[\s\p{Cf}]")
 # Zero-width and other invisible format characters (U+200B-U+200D, U+2060, U+FEFF, bidi marks) a model may
 # emit: invisible in the document, they would still keep equal words apart for the guards and the splitter.
 _INVISIBLE = re.compile(r"\p{Cf}+")
@@ -40,6 +44,10 @@ REJECT_REASONS = ("repeat", "copy", "incomplete")
 
 class Guard(Protocol):
     def rejects(self, sentence: str) -> bool: ...
+
+
+class Repeats(Guard, Protocol):
+    def add(self, sentence: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -103,14 +111,57 @@ def complete_sentences(pieces: Sequence[str], *, model_ended: bool) -> list[str]
 
     Stray punctuation before a sentence is dropped, and so is a piece with fewer than MIN_LETTERS letters.
     A sentence holding U+FFFD (the model emitted bytes that are not UTF-8) ends the usable text."""
+    return [s for s, _ in complete_with_ends(pieces, model_ended=model_ended)]
+
+
+def complete_with_ends(pieces: Sequence[str], *, model_ended: bool) -> list[tuple[str, int]]:
+    """`complete_sentences`, each with where it ends: the count of `counted` characters up to its end."""
     pieces = [p.strip() for p in pieces if p.strip()]
     if pieces and not is_complete(pieces[-1], model_ended=model_ended):
         pieces = pieces[:-1]
     broken = next((k for k, p in enumerate(pieces) if "\ufffd" in p), None)
     if broken is not None:
         pieces = pieces[:broken]
-    cleaned = (_LEADING_JUNK.sub("", p) for p in pieces)
-    return [p for p in cleaned if len(_LETTER.findall(p)) >= MIN_LETTERS]
+    out, end = [], 0
+    for p in pieces:
+        end += counted(p)
+        s = _LEADING_JUNK.sub("", p)
+        if len(_LETTER.findall(s)) >= MIN_LETTERS:
+            out.append((s, end))
+    return out
+
+
+def counted(text: str) -> int:
+    """Characters of `text` that survive the normalisation before splitting (neither space nor invisible)."""
+    return len(text) - len(_UNCOUNTED.findall(text))
+
+
+def _index_after(text: str, n: int) -> int:
+    """The index in `text` just past its `n`-th counted character."""
+    if n <= 0:
+        return 0
+    seen = 0
+    for k, ch in enumerate(text):
+        if not _UNCOUNTED.match(ch):
+            seen += 1
+            if seen == n:
+                return k + 1
+    return len(text)
+
+
+def kept_logprob(gen: Generation, kept: int) -> float:
+    """Mean log-likelihood of the tokens behind the first `kept` counted characters of `gen.text` (a token
+    counts if any of its text is kept; the end-of-sequence token when all of it is). Without per-token figures
+    from the generator: the whole continuation's mean."""
+    lps, ends = gen.token_logprobs, gen.token_ends
+    if not lps or len(lps) != len(ends):
+        return gen.mean_logprob
+    cut = _index_after(gen.text, kept)
+    if cut >= len(gen.text):
+        return sum(lps) / len(lps)
+    starts = (0, *ends[:-1])
+    chosen = [lp for lp, start in zip(lps, starts, strict=True) if start < cut]
+    return sum(chosen) / len(chosen) if chosen else gen.mean_logprob
 
 
 def visible(text: str) -> str:
@@ -141,7 +192,7 @@ def prompt_for(section: ChainSection, state: SectionState) -> str:
     return text
 
 
-def _judge(sentences: Sequence[str], repeat: RepeatGuard, copy: Guard, params: GenerationParams) -> str | None:
+def _judge(sentences: Sequence[str], repeat: Guard, copy: Guard, params: GenerationParams) -> str | None:
     """None when every sentence passes, else the first failing guard's name."""
     if not sentences:
         return "incomplete"
@@ -155,7 +206,7 @@ def _judge(sentences: Sequence[str], repeat: RepeatGuard, copy: Guard, params: G
     return None
 
 
-def _passing_prefix(sentences: Sequence[str], repeat: RepeatGuard, copy: Guard, params: GenerationParams) -> list[str]:
+def _passing_prefix(sentences: Sequence[str], repeat: Guard, copy: Guard, params: GenerationParams) -> list[str]:
     local = RepeatGuard(n=params.repeat_ngram, overlap=params.repeat_overlap)
     out = []
     for s in sentences:
@@ -166,7 +217,7 @@ def _passing_prefix(sentences: Sequence[str], repeat: RepeatGuard, copy: Guard, 
     return out
 
 
-def _append(section: ChainSection, state: SectionState, sentences: Sequence[str], repeat: RepeatGuard) -> None:
+def _append(section: ChainSection, state: SectionState, sentences: Sequence[str], repeat: Repeats) -> None:
     p = section.params
     for s in sentences:
         if not state.paragraphs:
@@ -186,19 +237,26 @@ def _update(
     state: SectionState,
     gens: Sequence[Generation],
     pieces: Sequence[Sequence[str]],
-    repeat: RepeatGuard,
+    repeat: Repeats,
     copy: Guard,
 ) -> None:
     p = section.params
     state.tokens += sum(g.tokens for g in gens)
-    complete = [complete_sentences(pc, model_ended=g.finished) for g, pc in zip(gens, pieces, strict=True)]
+    found = [complete_with_ends(pc, model_ended=g.finished) for g, pc in zip(gens, pieces, strict=True)]
+    complete = [[s for s, _ in f] for f in found]
+    pending = counted(state.pending)
+
+    def score(j: int, n: int) -> float:
+        """Candidate j's mean log-likelihood over what its first n sentences keep of its text."""
+        return kept_logprob(gens[j], found[j][n - 1][1] - pending) if n else gens[j].mean_logprob
+
     verdicts = [_judge(c, repeat, copy, p) for c in complete]
     clean = [j for j, v in enumerate(verdicts) if v is None]
     for v in verdicts:
         if v is not None:
             state.rejected[v] += 1
     if clean:
-        best = max(clean, key=lambda j: (gens[j].mean_logprob, -j))
+        best = max(clean, key=lambda j: (score(j, len(complete[j])), -j))
         _append(section, state, complete[best], repeat)
         state.retries = 0
     else:
@@ -206,7 +264,7 @@ def _update(
         state.retry_rounds += 1
         if state.retries > p.max_retries:
             prefixes = [_passing_prefix(c, repeat, copy, p) for c in complete]
-            best = max(range(len(gens)), key=lambda j: (len(prefixes[j]), gens[j].mean_logprob, -j))
+            best = max(range(len(gens)), key=lambda j: (len(prefixes[j]), score(j, len(prefixes[j])), -j))
             if prefixes[best]:
                 _append(section, state, prefixes[best], repeat)
             state.moved_on += 1
@@ -226,17 +284,17 @@ def run_chain(
     copy_guards: Mapping[int, Guard] | None = None,
     states: Mapping[int, SectionState] | None = None,
     on_round: Callable[[dict[int, SectionState], list[int]], None] | None = None,
+    written: Sequence[str] = (),
 ) -> dict[int, SectionState]:
-    """Advance every section until each is done; `states` continues sections from a saved point.
+    """Advance every section until each is done; `states` continues sections from a saved point. `written`:
+    the sentences of the document's other sections (reused, not generated here), repeats like any other.
 
     `on_round(states, advanced)` runs after each round (save, report progress); an exception in it stops
     the run with everything up to that round already handed over."""
     by_index = {s.index: s for s in sections}
     st: dict[int, SectionState] = {s.index: (states or {}).get(s.index) or start_state(s, split) for s in sections}
-    repeats = {
-        i: RepeatGuard(st[i].sentences, n=by_index[i].params.repeat_ngram, overlap=by_index[i].params.repeat_overlap)
-        for i in st
-    }
+    shared = SharedRepeats([*written, *(s for i in sorted(st) for s in st[i].sentences)])
+    repeats = {i: shared.view(n=by_index[i].params.repeat_ngram, overlap=by_index[i].params.repeat_overlap) for i in st}
     copies = dict(copy_guards or {})
     no_copy = NoCopyGuard()
     while True:

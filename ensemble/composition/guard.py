@@ -65,6 +65,39 @@ class RepeatGuard:
         return any(len(grams & seen) >= need for seen in self._grams)
 
 
+class SharedRepeats:
+    """Every sentence written in any section, judged with each section's own repeat settings: a sentence added
+    through one section's view counts as written for all of them."""
+
+    def __init__(self, written: Iterable[str] = ()) -> None:
+        self._written = list(written)
+        self._guards: dict[tuple[int, float], RepeatGuard] = {}
+
+    def add(self, sentence: str) -> None:
+        self._written.append(sentence)
+        for guard in self._guards.values():
+            guard.add(sentence)
+
+    def view(self, *, n: int, overlap: float) -> SectionRepeats:
+        if (n, overlap) not in self._guards:
+            self._guards[n, overlap] = RepeatGuard(self._written, n=n, overlap=overlap)
+        return SectionRepeats(self, self._guards[n, overlap])
+
+
+class SectionRepeats:
+    """One section's repeat guard over the sentences of every section."""
+
+    def __init__(self, shared: SharedRepeats, guard: RepeatGuard) -> None:
+        self._shared = shared
+        self._guard = guard
+
+    def add(self, sentence: str) -> None:
+        self._shared.add(sentence)
+
+    def rejects(self, sentence: str) -> bool:
+        return self._guard.rejects(sentence)
+
+
 class CopyGuard:
     """Rejects a sentence whose n-grams appear in the expert's training passages beyond `threshold`.
 

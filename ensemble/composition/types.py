@@ -51,6 +51,11 @@ class Generation:
     mean_logprob: float  # mean log-likelihood of the sampled tokens under the expert (temperature 1)
     tokens: int
     finished: bool  # stopped on end-of-sequence rather than max_new_tokens
+    # Per sampled token, the end-of-sequence one included: its log-likelihood, and the length of `text` decoded
+    # through it. Left empty by a generator that does not report them; candidates are then ranked by
+    # `mean_logprob`, the whole continuation's.
+    token_logprobs: tuple[float, ...] = ()
+    token_ends: tuple[int, ...] = ()
 
 
 GenerateFn = Callable[[Sequence[Request]], list[Generation]]

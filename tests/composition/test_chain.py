@@ -216,7 +216,7 @@ def test_resume_from_saved_states_gives_the_same_text():
     assert {i: s.paragraphs for i, s in resumed.items()} == {i: s.paragraphs for i, s in full.items()}
 
 
-def test_a_sections_text_does_not_depend_on_the_other_sections():
+def test_a_sections_text_does_not_depend_on_other_sections_it_shares_no_sentence_with():
     alone = run_chain([section(1, expert="friends", target_chars=200)], Fake(), split, seed=3)[1]
     together = run_chain(
         [section(0, target_chars=80), section(1, expert="friends", target_chars=200)], Fake(), split, seed=3
@@ -238,3 +238,73 @@ def test_complete_sentences_drop_fragments_and_stray_punctuation():
     assert complete_sentences(["우리는 간다"], model_ended=True) == ["우리는 간다"]
     assert complete_sentences(["첫 문장.", "깨진 \ufffd 문장.", "셋째 문장."], model_ended=False) == ["첫 문장."]
     assert complete_sentences(["우리는 간"], model_ended=True) == []
+
+
+def test_a_sentence_written_in_another_section_is_a_repeat():
+    shared = "할머니와 동생은 시장에서 함께 웃었다."
+    own = {0: " 바다와 별은 하늘에서 함께 노래했다.", 1: " 나무와 꽃은 숲에서 함께 기다렸다."}
+
+    def make(req, rng):
+        return f" {shared}" if req.seed % 2 else own[req.expert == "friends"]
+
+    def lp(req, rng):
+        return -0.1 if req.seed % 2 else -3.0  # the shared sentence is always the likelier candidate
+
+    secs = [
+        section(0, prompt=shared, target_chars=40, candidates=4),
+        section(1, expert="friends", prompt="친구와 나는 학교 운동장에서 만났다.", target_chars=40, candidates=4),
+    ]
+    st = run_chain(secs, Fake(make, lp), split)
+    assert shared not in st[1].sentences  # section 0 opened with it
+    assert st[1].sentences[-1] == own[1].strip() and st[1].rejected["repeat"] >= 1
+
+
+def test_sentences_of_reused_sections_are_repeats_too():
+    reused = "할머니와 동생은 시장에서 함께 웃었다."
+    fake = Fake(
+        lambda req, rng: f" {reused}" if req.seed % 2 else " 나무와 꽃은 숲에서 함께 기다렸다.", lambda r, g: 0.0
+    )
+    st = run_chain([section(target_chars=40, candidates=4)], fake, split, written=[reused])[0]
+    assert reused not in st.sentences and st.rejected["repeat"] >= 1
+
+
+def _tokens(text: str, lps: list[float]) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """A token per word (with its leading space), each with its log-likelihood and where it ends in `text`."""
+    ends, at = [], 0
+    for word in text.split(" ")[1:]:
+        at += 1 + len(word)
+        ends.append(at)
+    assert len(ends) == len(lps) and at == len(text)
+    return tuple(lps), tuple(ends)
+
+
+def test_candidates_are_ranked_by_what_they_keep_not_by_the_dropped_tail():
+    sure = " 가족과 친구는 시장에서 함께 웃었다. 그리고 우리는"  # a likely sentence, then an unlikely tail
+    plain = " 바다와 산은 숲에서 함께 걸었다. 그리고 우리는"
+    rows = {
+        0: (sure, [-0.2, -0.2, -0.2, -0.2, -0.2, -6.0, -6.0]),  # whole mean -1.86, kept mean -0.2
+        1: (plain, [-1.0] * 7),  # whole mean -1.0, kept mean -1.0
+    }
+
+    def generate(requests):
+        out = []
+        for r in requests:
+            text, lps = rows[_candidate(r) % 2]
+            token_lps, ends = _tokens(text, lps)
+            mean = sum(lps) / len(lps)
+            out.append(Generation(text, mean, len(lps), False, token_logprobs=token_lps, token_ends=ends))
+        return out
+
+    st = run_chain([section(target_chars=30, candidates=2)], generate, split)[0]
+    assert st.sentences[1] == "가족과 친구는 시장에서 함께 웃었다."
+
+
+def test_kept_loglikelihood_counts_the_tokens_of_the_kept_text_only():
+    from ensemble.composition.chain import kept_logprob
+
+    text = " 가족은 웃었다. 그리고"
+    lps, ends = _tokens(text, [-1.0, -2.0, -9.0])
+    gen = Generation(text, -4.0, 3, False, token_logprobs=lps, token_ends=ends)
+    assert kept_logprob(gen, len("가족은웃었다.")) == -1.5
+    assert kept_logprob(gen, len("가족은웃었다.그리고")) == -4.0
+    assert kept_logprob(Generation(text, -4.0, 3, False), 3) == -4.0  # no per-token figures: the whole mean
