@@ -34,6 +34,7 @@ pytest.importorskip("elasticsearch", reason="the es extra is not installed: pip 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "retrieval"))  # where contract.py lives
 
 from contract import *  # noqa: E402, F403  (the shared backend contract, run against the live server)
+from contract import hand_score  # noqa: E402
 
 import ensemble  # noqa: E402
 from ensemble.config.project import ProjectConfig  # noqa: E402
@@ -226,3 +227,22 @@ def test_coarse_stop_tags_are_rejected_with_our_message(live):
     finally:
         conn.client.options(ignore_status=404).indices.delete(index=name)
         conn.close()
+
+
+def _explained(node: dict, description: str) -> list[float]:
+    """Values of every node of an `_explain` tree with this description."""
+    found = [float(node["value"])] if node.get("description") == description else []
+    return found + [v for d in node.get("details", []) for v in _explained(d, description)]
+
+
+def test_bm25_boost_is_k1_plus_one(loaded):
+    """Elasticsearch's BM25 (LegacyBM25Similarity) reports scores times k1 + 1, as a boost: `Hit.score`, the
+    embedded backend and the contract's hand-computed scores all assume it."""
+    k1 = ProjectConfig().index.k1
+    hit = loaded.search("가족", k=1)[0]
+    body = loaded._client.explain(index=loaded.target, id=hit.id, query={"match": {"text": "가족"}}).body
+    assert body["matched"], body
+    boosts = _explained(body["explanation"], "boost")
+    assert boosts and all(b == pytest.approx(k1 + 1) for b in boosts), body["explanation"]
+    assert float(body["explanation"]["value"]) == pytest.approx(hit.score, rel=1e-5)
+    assert hit.score == pytest.approx(hand_score("가족", hit.id), rel=1e-5)

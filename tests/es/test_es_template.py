@@ -109,15 +109,30 @@ def _compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
 
 
-def test_compose_file_parses_and_pins_a_9x_release_with_nori():
-    svc = _compose()["services"]["elasticsearch"]
-    m = re.fullmatch(r"docker\.elastic\.co/elasticsearch/elasticsearch:(\d+)\.(\d+)\.(\d+)", svc["image"])
+def _dockerfile() -> list[str]:
+    """The Dockerfile's instructions, comments and blank lines left out."""
+    lines = (INDEX_DIR / "Dockerfile").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_dockerfile_bakes_nori_into_a_pinned_9x_release():
+    instructions = _dockerfile()
+    m = re.fullmatch(r"FROM docker\.elastic\.co/elasticsearch/elasticsearch:(\d+)\.(\d+)\.(\d+)", instructions[0])
     assert m, "pin an exact x.y.z release"
     assert int(m.group(1)) == tpl.SERVER_MAJOR
-    command = " ".join(svc["command"])
-    assert "elasticsearch-plugin install --batch analysis-nori" in command
-    assert "grep -qx analysis-nori" in command  # idempotent: skip when installed
-    assert "docker-entrypoint.sh" in command
+    assert "RUN bin/elasticsearch-plugin install --batch analysis-nori" in instructions
+
+
+def test_compose_builds_the_image_and_installs_nothing_at_start():
+    svc = _compose()["services"]["elasticsearch"]
+    assert svc["build"] == {"context": "index", "dockerfile": "Dockerfile"}
+    assert (REPO / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file()
+    assert svc["pull_policy"] == "build"
+    assert "command" not in svc and "entrypoint" not in svc  # the image's own start, no plugin install
+    assert "plugin install" not in COMPOSE.read_text(encoding="utf-8")
+    assert "up -d --build" in COMPOSE.read_text(encoding="utf-8")
+    base_version = _dockerfile()[0].rsplit(":", 1)[1]
+    assert svc["image"] == f"ensemble-elasticsearch-nori:{base_version}"  # the tag names the release it holds
     env = svc["environment"]
     assert env["discovery.type"] == "single-node"
     assert "-Xms" in env["ES_JAVA_OPTS"] and "-Xmx" in env["ES_JAVA_OPTS"]
@@ -141,6 +156,6 @@ def test_compose_server_major_matches_the_client_extra():
     extra = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
     spec = " ".join(extra["es"])
     assert f">={tpl.SERVER_MAJOR}" in spec and f"<{tpl.SERVER_MAJOR + 1}" in spec
-    image_version = _compose()["services"]["elasticsearch"]["image"].rsplit(":", 1)[1]
+    image_version = _dockerfile()[0].rsplit(":", 1)[1]
     readme = (INDEX_DIR / "README.md").read_text(encoding="utf-8")
     assert image_version in readme
