@@ -8,7 +8,7 @@ from typing import Any
 from ..core.errors import BackendError
 
 INSTALL_HINT = "pip install 'expert-ensemble[es]'"
-START_HINT = "start the local one with `docker compose -f docker-compose.es.yml up -d`"
+START_HINT = "start the local one with `docker compose -f docker-compose.es.yml up -d --build`"
 REBUILD_HINT = "run `ensemble build-index --rebuild` to build a new index with the current template"
 CREDENTIAL_VARS = "ENSEMBLE_ES_API_KEY, or ENSEMBLE_ES_USERNAME and ENSEMBLE_ES_PASSWORD"
 

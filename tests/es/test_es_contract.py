@@ -4,7 +4,7 @@ the error texts the offline tests only imitate.
 
 Runs when ENSEMBLE_ES_URL points at an Elasticsearch 9 with analysis-nori, for example
 
-    docker compose -f docker-compose.es.yml up -d
+    docker compose -f docker-compose.es.yml up -d --build
     ENSEMBLE_ES_URL=http://127.0.0.1:9200 pytest tests/es -m es
 
 Each test works under its own index name and deletes what it made.
@@ -25,7 +25,9 @@ pytestmark = [
     pytest.mark.es,
     pytest.mark.skipif(
         not os.environ.get("ENSEMBLE_ES_URL"),
-        reason="needs a live Elasticsearch: set ENSEMBLE_ES_URL (docker compose -f docker-compose.es.yml up -d)",
+        reason=(
+            "needs a live Elasticsearch: set ENSEMBLE_ES_URL (docker compose -f docker-compose.es.yml up -d --build)"
+        ),
     ),
 ]
 
