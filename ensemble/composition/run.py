@@ -1,13 +1,15 @@
 """`compose`: outline → experts checked → one host → all sections chained together → one markdown document.
 
-Every section's progress is saved under `<work_dir>/compose/<outline hash>/section-NN.json` after each round
-(atomic writes), so an interrupted run resumes where it stopped and gives the same document. A section's
-text depends only on its own settings, its expert, the base and the seed (each row samples from its own
-seeded stream), which is what makes resuming and regenerating single sections exact.
+Every section's progress is saved under `<work_dir>/compose/sections/` after each round (atomic writes),
+keyed by the section's own inputs: position, heading, expert (and its manifest), prompt, resolved settings,
+base and seed. An interrupted run resumes where it stopped and gives the same document; editing one section
+regenerates that section only and reuses the others byte for byte. Each row samples from its own seeded
+stream, so a section's text depends on its own inputs and, through the repeat guard, on nothing but the
+sentences of the other sections it must not repeat.
 
-`sections` (1-based numbers) regenerates those sections with `seed` and reuses every other section that
-was already written for this outline, whatever seed wrote it; without `sections`, a cached section is
-reused only when it was written with the same seed.
+`sections` (1-based numbers) regenerates those sections with `seed` and keeps every other section as the last
+document had it, whatever seed wrote it; without `sections`, a cached section is reused only when it was
+written with the same seed.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .config import BASE_EXPERT, OutlineFile, load_outline
 from .guard import CopyGuard
 from .render import render
 
-CACHE_FORMAT = "ensemble-compose-section/1"
+CACHE_FORMAT = "ensemble-compose-section/2"
 
 
 @dataclass
@@ -201,9 +203,11 @@ def _prompt_prefix(manifest: Any) -> str:
 
 
 def _section_key(outline: OutlineFile, i: int, expert: _Expert, base: str) -> str:
+    """The section's own inputs but the seed: what its cache entries (one per seed) share."""
     sec = outline.sections[i]
     payload = {
         "format": CACHE_FORMAT,
+        "position": i,
         "heading": sec.heading,
         "expert": sec.expert,
         "prompt": sec.prompt,
@@ -214,7 +218,16 @@ def _section_key(outline: OutlineFile, i: int, expert: _Expert, base: str) -> st
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def _load_cached(path: Path, key: str) -> tuple[SectionState, int] | None:
+def _entry_path(store: Path, key: str, seed: int) -> Path:
+    return store / f"section-{key[:32]}-seed{seed}.json"
+
+
+def _latest_path(store: Path, key: str) -> Path:
+    """Which seed's entry the last document used for this section."""
+    return store / f"latest-{key[:32]}.json"
+
+
+def _load_cached(path: Path, key: str, seed: int) -> SectionState | None:
     if not path.is_file():
         return None
     try:
@@ -223,10 +236,31 @@ def _load_cached(path: Path, key: str) -> tuple[SectionState, int] | None:
         return None  # a damaged cache entry is regenerated, never trusted
     if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("key") != key:
         return None
+    if data.get("seed") != seed:
+        return None
     try:
-        return SectionState.from_dict(data["state"]), int(data["seed"])
+        return SectionState.from_dict(data["state"])
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _latest_seed(store: Path, key: str) -> int | None:
+    try:
+        data = read_json(_latest_path(store, key))
+    except ArtifactError:
+        return None
+    seed = data.get("seed") if isinstance(data, dict) else None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def _reusable(store: Path, key: str, seed: int, keep_latest: bool) -> tuple[SectionState, int] | None:
+    """A finished entry to reuse: with `keep_latest`, the one the last document used (else this seed's)."""
+    seeds = [s for s in (_latest_seed(store, key) if keep_latest else None, seed) if s is not None]
+    for s in dict.fromkeys(seeds):
+        state = _load_cached(_entry_path(store, key, s), key, s)
+        if state is not None and state.done:
+            return state, s
+    return None
 
 
 def compose(
@@ -247,33 +281,40 @@ def compose(
     experts, base_fp = _experts(cfg, outline)
     for warning in _unimproved(experts):
         progress.log(warning)
-    digest = hashlib.sha256(outline_path.read_bytes()).hexdigest()[:16]
-    cache = cfg.work_path / "compose" / digest
+    store = cfg.work_path / "compose" / "sections"
     n = len(outline.sections)
     keys = [_section_key(outline, i, experts[outline.sections[i].expert], base_fp) for i in range(n)]
-    paths = [cache / f"section-{i + 1:02d}.json" for i in range(n)]
+    paths = [_entry_path(store, k, seed) for k in keys]
 
-    with work_lock(cache / "compose.lock"):
+    with work_lock(cfg.work_path / "compose" / "compose.lock"):
         states: dict[int, SectionState] = {}
         seeds: dict[int, int] = {}
         todo: list[int] = []
         resume: dict[int, SectionState] = {}
         for i in range(n):
-            cached = None if selected and (i + 1) in selected else _load_cached(paths[i], keys[i])
-            if cached is not None:
-                state, cached_seed = cached
-                if state.done and (cached_seed == seed or selected is not None):
-                    states[i], seeds[i] = state, cached_seed
-                    continue
-                if not state.done and cached_seed == seed:
-                    resume[i] = state
+            if selected and (i + 1) in selected:
+                todo.append(i)
+                continue
+            reused = _reusable(store, keys[i], seed, keep_latest=selected is not None)
+            if reused is not None:
+                states[i], seeds[i] = reused
+                continue
+            partial = _load_cached(paths[i], keys[i], seed)
+            if partial is not None:
+                resume[i] = partial
             todo.append(i)
         for i in sorted(states):
             sec = outline.sections[i]
             progress.log(f"{i + 1}. {sec.heading}: reused ({states[i].chars} chars, seed {seeds[i]})")
         if todo:
-            states.update(_generate(cfg, outline, todo, resume, experts, keys, paths, seed, progress, max_batch))
+            written = [s for i in sorted(states) for s in states[i].sentences]
+            states.update(
+                _generate(cfg, outline, todo, resume, experts, keys, paths, seed, progress, max_batch, written)
+            )
             seeds.update(dict.fromkeys(todo, seed))
+        for i in range(n):
+            if _latest_seed(store, keys[i]) != seeds[i]:
+                write_json_atomic(_latest_path(store, keys[i]), {"seed": seeds[i]})
 
     results = []
     for i, sec in enumerate(outline.sections):
@@ -288,7 +329,7 @@ def compose(
         markdown=markdown,
         seed=seed,
         outline=str(outline_path),
-        cache_dir=str(cache),
+        cache_dir=str(store),
         seconds=time.monotonic() - t0,
         generated=[i + 1 for i in todo],
     )
@@ -324,6 +365,7 @@ def _generate(
     seed: int,
     progress: Progress,
     max_batch: int | None,
+    written: list[str],
 ) -> dict[int, SectionState]:
     from ..text.sentences import split_many
 
@@ -385,6 +427,7 @@ def _generate(
         copy_guards=copy_guards,
         states=resume,
         on_round=on_round,
+        written=written,
     )
     for i in todo:
         if i not in ended:  # done before any round: its prompt alone reached the target
