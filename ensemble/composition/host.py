@@ -309,12 +309,17 @@ class ExpertHost:
                 finished = True
             text_ids = row[: n - 1] if finished else row[:n]
             lp = logps[r][:n]
+            text = tok.decode(text_ids, skip_special_tokens=True)
+            # where each token ends in `text`, so a candidate can be ranked by the tokens of what it keeps
+            ends = [len(tok.decode(text_ids[: k + 1], skip_special_tokens=True)) for k in range(len(text_ids))]
             out.append(
                 Generation(
-                    text=tok.decode(text_ids, skip_special_tokens=True),
+                    text=text,
                     mean_logprob=float(sum(lp) / len(lp)) if lp else float("-inf"),
                     tokens=n,
                     finished=finished,
+                    token_logprobs=tuple(lp),
+                    token_ends=tuple(ends + [len(text)] if finished else ends),
                 )
             )
         return out

@@ -267,3 +267,10 @@ def test_default_rows_per_pass_keep_the_kv_cache_within_a_share_of_the_weights(h
     assert host.rows_within_budget(64, 40) == 64
     assert host.rows_within_budget(64, 100_000) < host.rows_within_budget(64, 2_000)
     assert host.rows_within_budget(64, 10_000_000) == 1
+
+
+def test_each_generation_reports_its_tokens_loglikelihoods_and_where_they_end(host):
+    for g in host.generate(rows(SAMPLED)):
+        assert len(g.token_logprobs) == len(g.token_ends) == g.tokens
+        assert sum(g.token_logprobs) / g.tokens == pytest.approx(g.mean_logprob)
+        assert list(g.token_ends) == sorted(g.token_ends) and g.token_ends[-1] == len(g.text)
