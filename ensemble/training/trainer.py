@@ -382,6 +382,7 @@ def run_training(
     finally:
         if forward.started:
             progress.end(task)
+        release(trainer)
         if deepspeed is not None:
             _forget_deepspeed(accelerate_env)
     seconds = time.perf_counter() - t0
@@ -433,6 +434,18 @@ def _schedule_args(params: TrainParams, *, save_checkpoints: bool, keep_best: bo
         if every:
             out["eval_steps"] = every
     return out
+
+
+def release(trainer: Any) -> None:
+    """Drop what the Trainer holds beyond the model: optimizer state, scheduler and any DeepSpeed engine. An engine
+    that is not destroyed keeps its model and optimizer state alive process-wide, one more set per expert trained.
+    `trainer.model` stays usable."""
+    trainer.accelerator.free_memory()
+    trainer.model_wrapped = trainer.model
+    trainer.optimizer = None
+    trainer.lr_scheduler = None
+    if hasattr(trainer, "deepspeed"):
+        trainer.deepspeed = None
 
 
 def _forget_deepspeed(accelerate_env: str | None) -> None:

@@ -1,7 +1,9 @@
 """Training experts on the tiny base: perplexity goes down, artifacts reload with plain PEFT, runs resume."""
 
+import gc
 import importlib
 import json
+import weakref
 
 import pytest
 import torch
@@ -36,6 +38,20 @@ class StopAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         if state.global_step == self.step:
             raise KeyboardInterrupt("simulated interruption")
+
+
+class ModelRefs(TrainerCallback):
+    """Weak references to each trained model, and how many earlier ones were alive when the next one started."""
+
+    def __init__(self):
+        self.refs = []
+        self.alive_at_second_start = None
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        if self.refs:
+            gc.collect()
+            self.alive_at_second_start = sum(r() is not None for r in self.refs)
+        self.refs.append(weakref.ref(model))
 
 
 class StartedAt(TrainerCallback):
@@ -151,7 +167,11 @@ def test_zero2_deepspeed_on_cpu_single_process(project, fake_retriever, monkeypa
     # never reduces across processes, so the test skips that build.
     monkeypatch.setattr(importlib.import_module("deepspeed.comm.torch"), "build_shm_op", lambda: None)
     topics = project.topics([topic("family"), topic("friends")], defaults={"deepspeed": "zero2", "learning_rate": 1e-2})
-    family, friends = train_experts(project.cfg, topics)  # two Trainers with DeepSpeed in one process
+    models = ModelRefs()
+    family, friends = train_experts(project.cfg, topics, callbacks=[models])  # two DeepSpeed Trainers, one process
+    gc.collect()
+    assert len(models.refs) == 2 and models.refs[0]() is None, "the first expert's model outlived its training"
+    assert models.alive_at_second_start == 0  # released before the next expert loaded its base
     for m in (family, friends):
         assert m.val_perplexity_after < m.val_perplexity_before
         assert m.hyperparameters["deepspeed"] == "zero2"
