@@ -3,6 +3,7 @@ so the whole pipeline runs offline without any downloaded weights."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -46,16 +47,23 @@ class PretrainPreset:
     micro_batch_size: int
     warmup_steps: int
     max_steps: int | None = None
+    # Training tokens at most (steps × micro batch × block): a larger corpus is sampled, a smaller one gets
+    # fewer epochs, so the time a preset takes is bounded whatever the corpus.
+    max_train_tokens: int | None = None
 
 
 PRESETS: dict[str, PretrainPreset] = {
-    # ≈1.2M parameters: a couple of minutes on two CPU cores for a ~40k-character corpus.
-    "tiny": PretrainPreset(2000, 2, 128, 4, 256, 128, 24, 3e-3, 8, 20),
-    # ≈15M parameters: for a real corpus and a GPU (or patience).
-    "small": PretrainPreset(16000, 6, 384, 6, 512, 256, 10, 6e-4, 16, 200),
+    # ≈1.2M parameters, at most 600k training tokens (~600 steps): a minute or two on two CPU cores on any
+    # corpus; the ~40k-character example (~19k tokens) still gets its 24 epochs.
+    "tiny": PretrainPreset(2000, 2, 128, 4, 256, 128, 24, 3e-3, 8, 20, max_train_tokens=600_000),
+    # ≈15M parameters, up to 50M training tokens: for a real corpus and a GPU (or patience).
+    "small": PretrainPreset(16000, 6, 384, 6, 512, 256, 10, 6e-4, 16, 200, max_train_tokens=50_000_000),
     # For test fixtures: seconds.
     "test": PretrainPreset(600, 2, 64, 2, 128, 64, 1, 5e-3, 8, 2),
 }
+
+CHARS_PER_TOKEN_CAP = 6  # more characters per token than byte-level BPE makes: a safe pre-tokenization cap
+VAL_SHARE = 0.05
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
@@ -94,6 +102,56 @@ def _paragraphs(texts: Sequence[str]) -> list[DataPassage]:
     return list(seen.values())
 
 
+def sample_paragraphs(paras: Sequence[DataPassage], sizes: Sequence[int], budget: int) -> list[DataPassage]:
+    """The paragraphs chosen by hash order (not corpus order, so every part of the corpus is represented)
+    until their `sizes` reach `budget`, at least one; returned in corpus order."""
+    if sum(sizes) <= budget:
+        return list(paras)
+    chosen: set[int] = set()
+    total = 0
+    for i in sorted(range(len(paras)), key=lambda i: paras[i].sha256):
+        if chosen and total + sizes[i] > budget:
+            continue
+        chosen.add(i)
+        total += sizes[i]
+    return [p for i, p in enumerate(paras) if i in chosen]
+
+
+def planned_steps(preset: PretrainPreset, n_samples: int) -> int | None:
+    """`max_steps` for the run: the preset's epochs over `n_samples` blocks, bounded by its token budget and
+    its own max_steps; None when the epochs alone decide."""
+    per_step = preset.micro_batch_size * preset.block_size
+    epochs_steps = math.ceil(preset.epochs * math.ceil(n_samples / preset.micro_batch_size))
+    bounds = [b for b in (preset.max_steps,) if b is not None]
+    if preset.max_train_tokens is not None:
+        bounds.append(max(1, preset.max_train_tokens // per_step))
+    bound = min(bounds, default=None)
+    return bound if bound is not None and bound < epochs_steps else preset.max_steps
+
+
+def corpus_seen(
+    used: Sequence[DataPassage], total: Sequence[DataPassage], train_tokens: int, tokens_seen: int
+) -> dict[str, Any]:
+    """How much of the corpus's training paragraphs the model was trained on, and how often."""
+    used_chars, total_chars = sum(len(p.text) for p in used), sum(len(p.text) for p in total)
+    return {
+        "paragraphs": len(used),
+        "paragraphs_total": len(total),
+        "chars": used_chars,
+        "chars_total": total_chars,
+        "fraction": round(used_chars / max(total_chars, 1), 4),
+        "passes": round(tokens_seen / max(train_tokens, 1), 2),
+    }
+
+
+def seen_text(seen: dict[str, Any]) -> str:
+    """`trained on 35% of the corpus (120 of 342 paragraphs), 1.0 passes`."""
+    return (
+        f"trained on {100 * seen['fraction']:.0f}% of the corpus ({seen['paragraphs']:,} of "
+        f"{seen['paragraphs_total']:,} training paragraphs), {seen['passes']:g} passes"
+    )
+
+
 def pretrain_on_texts(
     texts: Sequence[str],
     out_dir: str | Path,
@@ -129,8 +187,14 @@ def _pretrain(
     paras = _paragraphs(texts)
     if len(paras) < 2:
         raise CorpusError("the corpus has too little text to pretrain a model (need at least two paragraphs)")
-    train_p, val_p = split_train_val(paras, 0.05, 1)
-    tokenizer = train_tokenizer([p.text for p in train_p], preset.vocab_size)
+    train_total, all_val = split_train_val(paras, VAL_SHARE, 1)
+    all_train = train_total
+    budget = preset.max_train_tokens
+    if budget is not None:  # bounds the tokenizer's training and the tokenization on a huge corpus
+        chars = budget * CHARS_PER_TOKEN_CAP
+        all_train = sample_paragraphs(all_train, [len(p.text) for p in all_train], chars)
+        all_val = sample_paragraphs(all_val, [len(p.text) for p in all_val], max(1, int(chars * VAL_SHARE)))
+    tokenizer = train_tokenizer([p.text for p in all_train], preset.vocab_size)
     set_seed(seed)
     config = GPT2Config(
         vocab_size=len(tokenizer),
@@ -145,14 +209,23 @@ def _pretrain(
     model = GPT2LMHeadModel(config)
     set_causal_lm_loss(model)
 
-    def samples(ps: list[DataPassage]) -> LMDataset:
-        ids = tokenizer([p.text for p in ps], add_special_tokens=False)["input_ids"]
+    def token_ids(ps: list[DataPassage]) -> list[list[int]]:
+        return tokenizer([p.text for p in ps], add_special_tokens=False)["input_ids"]
+
+    def samples(ids: list[list[int]]) -> LMDataset:
         return LMDataset(pack(make_sequences(ids, tokenizer.eos_token_id), preset.block_size))
 
-    train_ds, val_ds = samples(train_p), samples(val_p)
+    train_ids = token_ids(all_train)
+    train_p = all_train
+    if budget is not None:
+        train_p = sample_paragraphs(all_train, [len(i) + 1 for i in train_ids], budget)
+        kept = {p.id for p in train_p}
+        train_ids = [ids for p, ids in zip(all_train, train_ids, strict=True) if p.id in kept]
+    val_p = all_val
+    train_ds, val_ds = samples(train_ids), samples(token_ids(val_p))
     params = TrainParams(
         epochs=preset.epochs,
-        max_steps=preset.max_steps,
+        max_steps=planned_steps(preset, len(train_ds)),
         learning_rate=preset.learning_rate,
         micro_batch_size=preset.micro_batch_size,
         grad_accum=1,
@@ -183,6 +256,7 @@ def _pretrain(
             save_checkpoints=False,
         )
         model = trainer.model
+        seen = corpus_seen(train_p, train_total, train_ds.n_tokens, outcome.tokens_seen)
         ppl_after = perplexity(model, val_ds, tokenizer.pad_token_id, precision=prec)
         out = scratch / "model"
         model.to("cpu").to(torch.float32)
@@ -201,6 +275,8 @@ def _pretrain(
                 "chars": sum(len(t) for t in texts),
                 "tokens_train": train_ds.n_tokens,
                 "tokens_val": val_ds.n_tokens,
+                "max_train_tokens": preset.max_train_tokens,
+                "corpus_seen": seen,
             },
             "val_perplexity_before": ppl_before,
             "val_perplexity_after": ppl_after,
@@ -257,6 +333,6 @@ def pretrain_base(
         progress.log(
             f"base model: {manifest['parameters']:,} parameters, validation perplexity "
             f"{manifest['val_perplexity_before']:.1f} → {manifest['val_perplexity_after']:.1f} "
-            f"({manifest['wall_seconds']:.0f} s)"
+            f"({manifest['wall_seconds']:.0f} s); {seen_text(manifest['data']['corpus_seen'])}"
         )
     return out
