@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import extras
 import pytest
-from conftest import REPO
 
+REPO = Path(__file__).resolve().parents[1]
 NEEDS_EXTRAS = [
     "tests/es",
     "tests/training/test_train_experts.py::test_zero2_deepspeed_on_cpu_single_process",

@@ -38,6 +38,20 @@ def test_build_index_reports_on_stderr_only(tmp_path, cli):
     assert cli("-c", str(project), "build-index").err_lines[-1].endswith("10 unchanged)")
 
 
+def test_changed_passage_settings_are_said_in_one_stderr_line(tmp_path, cli):
+    project = write_project(tmp_path)
+    long_doc = " ".join(f"이웃들이 {i}번째 날에도 함께 모여 메주를 쑤고 김장을 담갔다." for i in range(12))
+    (tmp_path / "corpus" / "long.txt").write_text(long_doc, encoding="utf-8")
+    assert cli("-c", str(project), "build-index").code == 0
+    project.write_text("corpus: [corpus/]\npassages: {max_chars: 120}\n", encoding="utf-8")
+    r = cli("-c", str(project), "build-index")
+    assert r.code == 0 and r.stdout == "", r.stderr
+    assert r.err_lines[0] == "index settings changed (passages.max_chars 500 → 120): re-indexing every document"
+    assert r.err_lines[-1].endswith("(0 added, 11 updated, 0 deleted, 0 unchanged)"), r.stderr
+    hits = cli("-c", str(project), "search", "메주", "-k", "50", "--json").stdout.splitlines()
+    assert len(hits) > 2 and max(len(json.loads(h)["text"]) for h in hits) <= 120
+
+
 def test_search_prints_a_table_and_json_lines(built, cli):
     r = cli("-c", str(built), "search", "가족", "-k", "2")
     assert r.code == 0, r.stderr
