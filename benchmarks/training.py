@@ -56,7 +56,7 @@ def one(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     prec = resolve_precision(args.precision)
-    cuda = prec.device == "cuda"
+    cuda = prec.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         base_mem = torch.cuda.memory_allocated()
@@ -185,7 +185,7 @@ def main() -> None:
                         flush=True,
                     )
     device = rows[0]["device"]
-    mem = "peak CUDA memory allocated" if device == "cuda" else "peak RSS above the imported libraries"
+    mem = "peak CUDA memory allocated" if device.startswith("cuda") else "peak RSS above the imported libraries"
     print(f"\n{args.size} GPT-2, seq {args.seq}, grad-accum {args.grad_accum}, {args.steps} steps, {device}")
     print(f"memory: {mem}; tok/s over steps 2..{args.steps}")
     print(

@@ -45,3 +45,11 @@ class BackendError(EnsembleError):
 
 class ArtifactError(EnsembleError):
     """An artifact (index, base model, adapter) is missing, corrupt or made for something else."""
+
+
+class DeviceError(EnsembleError):
+    """The machine cannot run what was asked as asked: several GPUs and no launcher, a precision it lacks."""
+
+
+class NumericsError(EnsembleError):
+    """A computation produced NaN or infinity: the number format overflowed (fp16, most often)."""

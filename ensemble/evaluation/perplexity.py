@@ -123,7 +123,7 @@ def score_texts(
     from ..training.runtime import resolve_precision
 
     progress = progress or NullProgress()
-    precision = resolve_precision("auto")
+    precision = resolve_precision("auto", training=False)
     model, tokenizer = load_base_model(cfg, device=precision.device, dtype=torch.float32)
     model.eval()
     max_length = context_length(model)

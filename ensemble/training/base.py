@@ -62,6 +62,18 @@ def check_base(cfg: ProjectConfig) -> None:
         )
 
 
+def base_model_type(cfg: ProjectConfig) -> str | None:
+    """The base's architecture (`model_type` in its config.json), or None when it cannot be read yet."""
+    from transformers import AutoConfig
+
+    common = {"revision": cfg.base_model_revision, "trust_remote_code": cfg.trust_remote_code}
+    try:
+        with quiet_hf():
+            return AutoConfig.from_pretrained(cfg.base_model_path, **common).model_type
+    except (OSError, ValueError):
+        return None
+
+
 def load_base_model(cfg: ProjectConfig, *, device: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
     """(model, tokenizer) of the configured base; the tokenizer always has a pad token."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

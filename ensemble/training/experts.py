@@ -20,7 +20,7 @@ from ..core.artifacts import write_json_atomic
 from ..core.errors import ConfigError, EnsembleError
 from ..core.locks import work_lock
 from ..core.progress import NullProgress, Progress
-from .base import base_fingerprint, check_base, load_base_model
+from .base import base_fingerprint, base_model_type, check_base, load_base_model
 from .config import TopicsFile, TopicSpec, TrainParams, load_topics
 from .dataset import (
     CONDITION_FORMAT,
@@ -32,7 +32,7 @@ from .dataset import (
     per_passage,
 )
 from .registry import MANIFEST_FORMAT, ExpertManifest, expert_dir, read_manifest
-from .runtime import Precision, dist_rank, quiet_hf, resolve_precision
+from .runtime import Precision, barrier, dist_rank, quiet_hf, resolve_precision
 from .topic_data import ExpertData, data_warning, retrieve_topic, review_datasets, write_dataset
 from .trainer import resolve_deepspeed
 
@@ -59,7 +59,7 @@ def _select(topics: TopicsFile, only: Sequence[str] | str | None) -> list[TopicS
     return [t for t in topics.topics if t.name in wanted]
 
 
-def _plan(topics: TopicsFile, topic: TopicSpec) -> Plan:
+def _plan(topics: TopicsFile, topic: TopicSpec, model_type: str | None = None) -> Plan:
     """Settings of one expert, validated before any model is loaded (errors point into topics.yaml)."""
     loc = topics.topic_loc(topic.name)
     try:
@@ -67,7 +67,7 @@ def _plan(topics: TopicsFile, topic: TopicSpec) -> Plan:
     except ValidationError as e:  # a combination only invalid once defaults and overrides are merged
         raise topics.error(e.errors()[0]["msg"].removeprefix("Value error, "), *loc) from None
     try:
-        precision = resolve_precision(params.precision)
+        precision = resolve_precision(params.precision, model_type=model_type)
     except ConfigError as e:
         raise topics.error(e.message, *topics.setting_loc(topic, "precision")) from None
     try:
@@ -117,6 +117,26 @@ def _datasets(tokenizer: Any, topic: TopicSpec, params: TrainParams, data: Exper
     return LMDataset(build(data.train), keep, params.seed), LMDataset(build(data.val))
 
 
+def load_dtype(method: str, precision: Precision) -> Any:
+    """The base's dtype while an expert trains: for LoRA on a GPU the training dtype (the base is frozen and PEFT
+    keeps the adapter in fp32), else fp32 (freeze trains base weights, which autocast needs in fp32)."""
+    import torch
+
+    half = precision.fp16 or precision.bf16
+    return precision.dtype if method == "lora" and half and precision.device != "cpu" else torch.float32
+
+
+def parameter_dtypes(model: Any) -> dict[str, str]:
+    """The dtypes of the trained and of the frozen parameters as training left them (DeepSpeed casts both)."""
+    trained = sorted({_dtype_name(p.dtype) for p in model.parameters() if p.requires_grad})
+    frozen = sorted({_dtype_name(p.dtype) for p in model.parameters() if not p.requires_grad})
+    return {"trained_dtype": "/".join(trained) or None, "frozen_dtype": "/".join(frozen) or None}
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def _save_adapter(model: Any, info: Any, trained: Sequence[str], d: Path, fingerprint: str) -> None:
     """Write the adapter (for freeze: the `trained` tensors) into a scratch directory, then swap it in whole."""
     scratch = d / ".adapter.tmp"
@@ -148,7 +168,6 @@ def _train_one(
     callbacks: Sequence[Any],
     topics: TopicsFile,
 ) -> ExpertManifest:
-    import torch
     from transformers import set_seed
 
     from .adapters import init_adapter
@@ -177,8 +196,9 @@ def _train_one(
             remove_checkpoints(ckpt)
         write_dataset(d / "dataset", topic, data)
         write_json_atomic(run_file, run)
+    barrier()  # the other ranks look for a checkpoint to resume only once rank 0 has decided to keep it
     set_seed(params.seed)
-    model, tokenizer = load_base_model(cfg, dtype=torch.float32)
+    model, tokenizer = load_base_model(cfg, dtype=load_dtype(params.method, prec))
     try:
         train_ds, val_ds = _datasets(tokenizer, topic, params, data)
     except ConfigError as e:
@@ -213,7 +233,7 @@ def _train_one(
     )
     hyper = params.model_dump()
     hyper["learning_rate"] = params.lr
-    hyper.update(device=prec.device, dtype=str(prec.dtype).removeprefix("torch."))
+    hyper.update(device=prec.device.split(":")[0], dtype=_dtype_name(prec.dtype), **parameter_dtypes(model))
     manifest = ExpertManifest(
         format=MANIFEST_FORMAT,
         name=topic.name,
@@ -383,7 +403,8 @@ def train_experts(
     topics = load_topics(topics_path)
     selected = _select(topics, only)
     check_base(cfg)
-    plans = [_plan(topics, t) for t in selected]
+    model_type = base_model_type(cfg)
+    plans = [_plan(topics, t, model_type) for t in selected]
     lock = work_lock(cfg.work_path / "training.lock") if dist_rank() == 0 else contextlib.nullcontext()
     with lock, quiet_hf():
         retriever = retrieval.open_retriever(cfg)

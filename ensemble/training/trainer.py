@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, NumericsError
 from ..core.progress import NullProgress, Progress
 from .config import TrainParams
 from .dataset import LMDataset
@@ -101,7 +101,23 @@ def perplexity(
     model.train(was_training)
     if total_tokens == 0:
         return float("nan")
+    if not math.isfinite(total_nll):
+        name = precision.name if precision else str(next(model.parameters()).dtype).removeprefix("torch.")
+        raise NumericsError(f"the validation loss is {total_nll} in {name}: {overflow_advice(name)}")
     return math.exp(min(total_nll / total_tokens, 50.0))
+
+
+def overflow_advice(precision: str) -> str:
+    """What to do when a computation in `precision` gave NaN or infinity."""
+    if precision == "fp16":
+        return "the model's numbers overflowed fp16; use precision: bf16 (Ampere or newer GPUs) or fp32"
+    return f"the model diverged in {precision}; lower learning_rate (and check the base model loads as it should)"
+
+
+def check_loss(loss: float, step: int, precision: str) -> None:
+    """A NaN or infinite training loss stops the run: every later step would learn nothing or worse."""
+    if not math.isfinite(loss):
+        raise NumericsError(f"the training loss is {loss} at step {step} in {precision}: {overflow_advice(precision)}")
 
 
 def resolve_deepspeed(value: str | None, relative_to: Path | None, *, method: str) -> dict[str, Any] | None:
@@ -176,7 +192,9 @@ def _checkpointing_args(enabled: bool) -> dict[str, Any]:
 UnfreezeHook = Callable[[int, int, int], None]  # (optimizer step, planned steps, planned epochs)
 
 
-def _progress_callback(progress: Progress, task: str, dataset: LMDataset, unfreeze: UnfreezeHook | None):
+def _progress_callback(
+    progress: Progress, task: str, dataset: LMDataset, unfreeze: UnfreezeHook | None, precision: str = "fp32"
+):
     from transformers import TrainerCallback
 
     class Forward(TrainerCallback):
@@ -205,6 +223,7 @@ def _progress_callback(progress: Progress, task: str, dataset: LMDataset, unfree
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
                 self.loss = float(logs["loss"])
+                check_loss(self.loss, state.global_step, precision)
 
         def on_evaluate(self, args, state, control, metrics=None, **kw):
             ppl = (metrics or {}).get(EVAL_METRIC)
@@ -348,6 +367,7 @@ def run_training(
         data_seed=params.seed,
         logging_strategy="steps",
         logging_steps=1,
+        logging_nan_inf_filter=False,  # a NaN loss must show, not be replaced by the mean of the others
         disable_tqdm=True,
         report_to="none",
         log_level="error",
@@ -362,7 +382,7 @@ def run_training(
     def val(m: Any) -> float:
         return perplexity(m, val_ds, tokenizer.pad_token_id, batch_size=params.micro_batch_size, precision=precision)
 
-    forward = _progress_callback(progress, task, train_ds, epoch_hook)
+    forward = _progress_callback(progress, task, train_ds, epoch_hook, precision.name)
     stopping = [EarlyStoppingCallback(early_stopping_patience=params.patience)] if keep_best and params.patience else []
     trainer = _make_trainer_class(lr_of, val if keep_best else None)(
         model=model,

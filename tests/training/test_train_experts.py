@@ -54,6 +54,20 @@ class ModelRefs(TrainerCallback):
         self.refs.append(weakref.ref(model))
 
 
+class Overflow(TrainerCallback):
+    """From training's start, the output layer returns +inf (as an fp16 overflow would) whenever the model runs in
+    training mode (`training`) or in evaluation mode."""
+
+    def __init__(self, training):
+        self.training = training
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        def hook(module, inputs, output):
+            return output + float("inf") if module.training == self.training else output
+
+        model.get_output_embeddings().register_forward_hook(hook)
+
+
 class StartedAt(TrainerCallback):
     def __init__(self):
         self.steps = []
@@ -78,6 +92,7 @@ def test_lora_lowers_validation_perplexity_and_reloads_with_plain_peft(project, 
     on_disk = json.loads((d / "manifest.json").read_text())
     assert on_disk["base"]["fingerprint"].startswith("sha256:")
     assert on_disk["hyperparameters"]["learning_rate"] == 1e-2
+    assert on_disk["hyperparameters"]["trained_dtype"] == on_disk["hyperparameters"]["frozen_dtype"] == "float32"
 
     base = AutoModelForCausalLM.from_pretrained(tiny_base)
     with torch.no_grad():
@@ -280,3 +295,43 @@ def test_gradual_unfreezing_plans_from_max_steps_and_lists_only_blocks_that_trai
     assert "transformer.h.0.attn.c_attn.weight" in m.trained_tensors  # the plan opened every block in the 2 steps
     unchanged = [n for n in m.trained_tensors if torch.equal(saved[n], base[n].detach())]
     assert unchanged == []  # nothing is listed as trained that kept the base's weights
+
+
+@pytest.mark.parametrize(
+    "training, message",
+    [(True, r"training loss is nan at step 1 in fp32"), (False, r"validation loss is nan in fp32")],
+    ids=["training", "validation"],
+)
+def test_an_overflow_stops_training_with_a_clear_error_and_writes_no_manifest(
+    project, fake_retriever, training, message
+):
+    from ensemble.core.errors import NumericsError
+
+    topics = project.topics([topic("family")], defaults={"learning_rate": 1e-2, "epochs": 1})
+    with pytest.raises(NumericsError, match=message + r": the model diverged in fp32; lower learning_rate"):
+        train_experts(project.cfg, topics, callbacks=[Overflow(training)])
+    assert not (project.root / "work/experts/family/manifest.json").exists()
+
+
+def test_other_ranks_look_for_a_checkpoint_only_after_rank_0_decided_which_to_keep(
+    project, fake_retriever, monkeypatch
+):
+    from ensemble.training import experts, trainer
+
+    events = []
+
+    class Stop(Exception):
+        pass
+
+    def lookup(path):
+        events.append("lookup")
+        if events.count("lookup") == 2:  # the one inside run_training: the setup is what this test is about
+            raise Stop
+        return None
+
+    monkeypatch.setattr(trainer, "last_complete_checkpoint", lookup)
+    monkeypatch.setattr(trainer, "remove_checkpoints", lambda path: events.append("remove"))
+    monkeypatch.setattr(experts, "barrier", lambda: events.append("barrier"))
+    with pytest.raises(Stop):
+        train_experts(project.cfg, project.topics([topic("family")]))
+    assert events == ["lookup", "remove", "barrier", "lookup"]

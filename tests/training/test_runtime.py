@@ -1,0 +1,74 @@
+"""Device and precision decisions, shown on a CPU with a faked torch.cuda: the rank's GPU, no silent DataParallel,
+no fp16 for architectures that overflow in it, the base's dtype while an expert trains, finite losses."""
+
+import pytest
+import torch
+
+from ensemble.core.errors import ConfigError, DeviceError, NumericsError
+from ensemble.training.experts import load_dtype
+from ensemble.training.runtime import Precision, check_launcher, resolve_precision
+from ensemble.training.trainer import check_loss
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """Pretend this machine has `n` GPUs, with or without bf16; no launcher variables set."""
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+
+    def fake(n: int, bf16: bool = True) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+
+    return fake
+
+
+def test_each_launched_process_takes_the_gpu_of_its_local_rank(gpus, monkeypatch):
+    gpus(4)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert resolve_precision("auto").device == "cuda:2"
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    gpus(1)
+    assert resolve_precision("auto").device == "cuda:0"
+
+
+def test_several_gpus_without_a_launcher_are_refused_for_training_only(gpus):
+    gpus(2)
+    with pytest.raises(DeviceError, match=r"2 GPUs .*deepspeed --no_local_rank --num_gpus 2.*CUDA_VISIBLE_DEVICES=0"):
+        resolve_precision("auto")
+    assert resolve_precision("auto", training=False).device == "cuda:0"  # compose and evaluate use one GPU
+    check_launcher(1)
+
+
+def test_fp16_is_refused_for_architectures_that_overflow_in_it(gpus):
+    gpus(1, bf16=False)
+    assert resolve_precision("auto", model_type="gpt2").fp16
+    for model_type in ("gemma2", "gemma3", "gemma3_text"):
+        with pytest.raises(ConfigError, match=rf"{model_type} models overflow in fp16.*bf16.*fp32"):
+            resolve_precision("fp16", model_type=model_type)
+        assert resolve_precision("auto", model_type=model_type).dtype == torch.float32  # a T4: no bf16
+    gpus(1, bf16=True)
+    assert resolve_precision("auto", model_type="gemma2").bf16
+
+
+def test_lora_loads_the_base_in_the_training_dtype_on_a_gpu_only():
+    bf16 = Precision("cuda:0", torch.bfloat16, False, True)
+    fp16 = Precision("cuda:0", torch.float16, True, False)
+    assert load_dtype("lora", bf16) == torch.bfloat16
+    assert load_dtype("lora", fp16) == torch.float16
+    assert load_dtype("freeze", bf16) == torch.float32  # it trains base weights
+    assert load_dtype("lora", Precision("cpu", torch.bfloat16, False, True)) == torch.float32
+    assert load_dtype("lora", Precision("cuda:0", torch.float32, False, False)) == torch.float32
+
+
+def test_a_nan_or_infinite_loss_is_an_error_naming_the_precision():
+    check_loss(2.5, 3, "fp16")
+    with pytest.raises(NumericsError, match=r"nan at step 3 in fp16.*overflowed fp16.*bf16.*fp32"):
+        check_loss(float("nan"), 3, "fp16")
+    with pytest.raises(NumericsError, match=r"inf at step 7 in bf16.*lower learning_rate"):
+        check_loss(float("inf"), 7, "bf16")
