@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import regex as re
 
-from ..core.errors import ArtifactError
+from ..core.errors import ArtifactError, NumericsError
 from ..training.registry import quiet_peft
 from .config import BASE_EXPERT
 from .kv_cache import cache_keyword, forward_parameters, narrow_cache
@@ -40,6 +40,9 @@ PEFT_BASE = "__base__"
 # (benchmarks/compose.py). Wider batches give more tokens/s; `max_batch` trades memory for that.
 KV_BUDGET = 0.25
 KV_BUDGET_FLOOR = 64 * 2**20
+# On a GPU the KV cache may take this share of the memory free when a round starts (the rest is left to the
+# activations and logits): a large card batches many more rows than a share of the weights would allow.
+KV_FREE_SHARE = 0.5
 
 # The prompt is run through the model this many positions at a time: the activations of a long prompt times
 # every row would otherwise be the peak of a whole generation (more than its KV cache on a GPT-2-124M).
@@ -89,6 +92,7 @@ class ExpertHost:
         self.device = next(model.parameters()).device
         self.max_batch = max_batch  # None: from KV_BUDGET, per generation length
         self._weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        self.precision = str(next(model.parameters()).dtype).removeprefix("torch.")
         self._kv_per_position = _kv_values_per_position(model.config)
         # None: a bfloat16 KV cache when the model computes in float32 (a CPU), else the model's own dtype.
         self.narrow_kv = narrow_kv if narrow_kv is not None else next(model.parameters()).dtype == torch.float32
@@ -216,8 +220,14 @@ class ExpertHost:
             return rows
         stored = 2 if self.narrow_kv else next(self.model.parameters()).element_size()
         per_row = self._kv_per_position * positions * stored
-        budget = max(KV_BUDGET * self._weight_bytes, KV_BUDGET_FLOOR)
-        return max(1, min(rows, int(budget // per_row)))
+        return max(1, min(rows, int(self.kv_budget() // per_row)))
+
+    def kv_budget(self) -> float:
+        """Bytes the KV cache of one pass may take: on a GPU a share of its free memory now (the weights and
+        freeze experts' tensors already resident are not free), else a share of the weights."""
+        if self.device.type == "cuda":
+            return KV_FREE_SHARE * cuda_free_bytes(self.device)
+        return max(KV_BUDGET * self._weight_bytes, KV_BUDGET_FLOOR)
 
     def restore_base(self) -> None:
         self._activate(None)
@@ -259,6 +269,7 @@ class ExpertHost:
             [p + e.head for p, e in zip(pads, encoded, strict=True)],
             self._exempt_mask(vocab) if needs_exempt else None,
             decodable=min(vocab, len(tok)),
+            precision=self.precision,
         )
         stored = torch.bfloat16 if self.narrow_kv else next(self.model.parameters()).dtype
         cache = narrow_cache(stored, width + max_new)
@@ -377,6 +388,14 @@ def _without_model_defaults(model: Any) -> Iterator[None]:
         base.generation_config = own
 
 
+def cuda_free_bytes(device: Any) -> int:
+    """Free memory of a GPU: what the driver reports free plus what torch's allocator holds unused."""
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+
+
 def _kv_values_per_position(config: Any) -> int:
     """Numbers one row's KV cache holds per position (keys and values over all layers); 0 when unknown."""
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
@@ -422,7 +441,8 @@ class RowSampler:
     not text; particles optionally exempt), no-repeat n-gram ban over the same, then greedy (temperature 0) or
     temperature → top-k → top-p → a draw from the row's own generator, among the first `decodable` ids (a
     model's vocabulary may be padded past its tokenizer's). It also records each chosen token's
-    log-probability under the unmodified logits.
+    log-probability under the unmodified logits. Scores holding NaN or +inf (the model overflowed its number
+    format) raise NumericsError naming `precision`, the dtype the model computes in.
     """
 
     def __init__(
@@ -433,9 +453,11 @@ class RowSampler:
         exempt: Any,
         *,
         decodable: int | None = None,
+        precision: str = "float32",
     ) -> None:
         import torch
 
+        self.precision = precision
         self.sampling = list(sampling)
         self.starts = list(starts)
         self.exempt = exempt
@@ -455,6 +477,7 @@ class RowSampler:
 
         scores = scores.float()
         b, vocab = scores.shape
+        broken = (torch.isnan(scores) | torch.isposinf(scores)).any(dim=-1)
         logp = torch.log_softmax(scores, dim=-1)
         x = self._penalize(input_ids, scores)
         x = x.clone() if x is scores else x
@@ -467,7 +490,10 @@ class RowSampler:
         greedy = x.argmax(dim=-1)
         k = max((self._k(s, vocab) for s in self.sampling if s.temperature != 0), default=0)
         values, index = torch.topk(x, k, dim=-1) if k else (x[:, :0], greedy[:, None][:, :0])
-        finite, greedy, values, index = finite.cpu(), greedy.cpu(), values.cpu(), index.cpu()
+        flags, greedy, values, index = torch.stack([finite, broken]).cpu(), greedy.cpu(), values.cpu(), index.cpu()
+        finite, broken = flags
+        if bool(broken.any()):
+            raise NumericsError(overflow_message(int(broken.sum()), b, self.precision))
         choice = []
         for r, s in enumerate(self.sampling):
             if not finite[r]:
@@ -533,6 +559,17 @@ class RowSampler:
             probs = torch.where(before < s.top_p, probs, probs.new_zeros(()))
         pick = torch.multinomial(probs, 1, generator=gen)
         return int(index[int(pick)])
+
+
+def overflow_message(rows: int, batch: int, precision: str) -> str:
+    advice = (
+        "this base overflows in float16: compose on a GPU with bf16 (Ampere or newer) or on the CPU "
+        "(CUDA_VISIBLE_DEVICES= , float32)"
+        if precision == "float16"
+        else "the model or an expert's weights hold NaN or infinity; retrain the expert or check the base"
+    )
+    where = f"{rows} of {batch} rows (computed in {precision})"
+    return f"the model's next-token scores hold NaN or infinity in {where}: {advice}"
 
 
 def _banned(tokens: list[int], n: int) -> set[int]:

@@ -456,12 +456,13 @@ def _copy_guards(cfg: ProjectConfig, sections: Iterable[ChainSection]) -> dict[i
 
 
 def load_host(cfg: ProjectConfig, experts: dict[str, _Expert], *, max_batch: int | None = None) -> Any:
-    """The base once (device and dtype chosen as for training: `auto`), with every needed expert attached."""
-    from ..training.base import load_base_model
+    """The base once (device and dtype chosen as for training: `auto`, never fp16 for an architecture that
+    overflows in it), with every needed expert attached."""
+    from ..training.base import base_model_type, load_base_model
     from ..training.runtime import resolve_precision
     from .host import ExpertHost
 
-    precision = resolve_precision("auto")
+    precision = resolve_precision("auto", model_type=base_model_type(cfg), training=False)
     model, tokenizer = load_base_model(cfg, device=precision.device, dtype=precision.dtype)
     lora = {n: e.adapter for n, e in experts.items() if e.method == "lora" and e.adapter is not None}
     freeze = {n: e.adapter / "trained.safetensors" for n, e in experts.items() if e.method == "freeze" and e.adapter}

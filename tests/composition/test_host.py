@@ -274,3 +274,36 @@ def test_each_generation_reports_its_tokens_loglikelihoods_and_where_they_end(ho
         assert len(g.token_logprobs) == len(g.token_ends) == g.tokens
         assert sum(g.token_logprobs) / g.tokens == pytest.approx(g.mean_logprob)
         assert list(g.token_ends) == sorted(g.token_ends) and g.token_ends[-1] == len(g.text)
+
+
+def test_an_overflow_in_the_logits_is_a_clear_error_not_token_zero(tiny_base, expert_store):
+    from ensemble.core.errors import NumericsError
+
+    h = make_host(tiny_base, expert_store)
+    head = h.model.get_output_embeddings()
+    handle = head.register_forward_hook(lambda module, inputs, output: output + float("inf"))
+    try:
+        with pytest.raises(NumericsError, match=r"NaN or infinity in 9 of 9 rows \(computed in float32\)"):
+            h.generate(rows(GREEDY))
+    finally:
+        handle.remove()
+    assert h.generate(rows(GREEDY)[:1])[0].tokens > 0
+
+
+def test_on_a_gpu_rows_per_pass_follow_its_free_memory(host, monkeypatch):
+    import torch
+
+    from ensemble.composition.host import KV_FREE_SHARE
+
+    gib = 2**30
+    monkeypatch.setattr(host, "device", torch.device("cuda", 0))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free[0], 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 3 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * gib)
+    cfg = host.model.get_base_model().config
+    per_row = cfg.n_layer * 2 * cfg.n_embd * 2 * 100_000  # 100k positions, bfloat16 keys and values
+    free = [70 * gib]
+    assert host.kv_budget() == KV_FREE_SHARE * 71 * gib  # the allocator's unused gigabyte counts as free
+    assert host.rows_within_budget(4096, 100_000) == int(KV_FREE_SHARE * 71 * gib // per_row)
+    free[0] = 1 * gib
+    assert host.rows_within_budget(4096, 100_000) == int(KV_FREE_SHARE * 2 * gib // per_row)
