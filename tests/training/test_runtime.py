@@ -72,3 +72,16 @@ def test_a_nan_or_infinite_loss_is_an_error_naming_the_precision():
         check_loss(float("nan"), 3, "fp16")
     with pytest.raises(NumericsError, match=r"inf at step 7 in bf16.*lower learning_rate"):
         check_loss(float("inf"), 7, "bf16")
+
+
+def test_a_lora_adapter_over_a_half_precision_base_trains_in_fp32_and_the_manifest_says_so():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from ensemble.training.adapters import init_adapter
+    from ensemble.training.config import TrainParams
+    from ensemble.training.experts import parameter_dtypes
+
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=64)
+    base = GPT2LMHeadModel(config).to(torch.bfloat16)
+    model, _ = init_adapter(base, TrainParams(method="lora"))
+    assert parameter_dtypes(model) == {"trained_dtype": "float32", "frozen_dtype": "bfloat16"}
