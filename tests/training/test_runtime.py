@@ -1,6 +1,8 @@
 """Device and precision decisions, shown on a CPU with a faked torch.cuda: the rank's GPU, no silent DataParallel,
 no fp16 for architectures that overflow in it, the base's dtype while an expert trains, finite losses."""
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -85,3 +87,45 @@ def test_a_lora_adapter_over_a_half_precision_base_trains_in_fp32_and_the_manife
     base = GPT2LMHeadModel(config).to(torch.bfloat16)
     model, _ = init_adapter(base, TrainParams(method="lora"))
     assert parameter_dtypes(model) == {"trained_dtype": "float32", "frozen_dtype": "bfloat16"}
+
+
+def _rank_after_barrier(rank: int, port: int, marker: str, seen: Any) -> None:
+    import os
+    import time
+    from pathlib import Path
+
+    from ensemble.training.runtime import barrier
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
+    os.environ["MASTER_PORT"] = str(port)
+    if rank == 0:
+        time.sleep(1.0)  # rank 0 is slow to decide which checkpoint to keep
+        Path(marker).write_text("decided")
+    barrier()
+    seen[rank] = Path(marker).exists()
+
+
+@pytest.mark.slow  # two spawned processes import torch: ~15 s
+def test_the_barrier_holds_other_ranks_until_rank_0_arrives(tmp_path):
+    import multiprocessing
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        seen = manager.dict()
+        marker = str(tmp_path / "decided")
+        procs = [ctx.Process(target=_rank_after_barrier, args=(r, port, marker, seen)) for r in (0, 1)]
+        for p in procs:
+            p.start()
+        try:
+            for p in procs:
+                p.join(120)
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+        assert [p.exitcode for p in procs] == [0, 0]
+        assert dict(seen) == {0: True, 1: True}
