@@ -37,9 +37,11 @@ _UNCOUNTED = re.compile(r"[\s\p{Cf}]")
 # Zero-width and other invisible format characters (U+200B-U+200D, U+2060, U+FEFF, bidi marks) a model may
 # emit: invisible in the document, they would still keep equal words apart for the guards and the splitter.
 _INVISIBLE = re.compile(r"\p{Cf}+")
+# An HTML tag (web text in a base's pretraining shows through: "<b>", "</h3>"): markdown would render it.
+_MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 MIN_LETTERS = 2
 
-REJECT_REASONS = ("repeat", "copy", "incomplete")
+REJECT_REASONS = ("repeat", "copy", "markup", "incomplete")
 
 
 class Guard(Protocol):
@@ -202,6 +204,8 @@ def _judge(sentences: Sequence[str], repeat: Guard, copy: Guard, params: Generat
             return "repeat"
         if copy.rejects(s):
             return "copy"
+        if _MARKUP.search(s):
+            return "markup"
         local.add(s)
     return None
 
@@ -210,7 +214,7 @@ def _passing_prefix(sentences: Sequence[str], repeat: Guard, copy: Guard, params
     local = RepeatGuard(n=params.repeat_ngram, overlap=params.repeat_overlap)
     out = []
     for s in sentences:
-        if repeat.rejects(s) or local.rejects(s) or copy.rejects(s):
+        if repeat.rejects(s) or local.rejects(s) or copy.rejects(s) or _MARKUP.search(s):
             break
         local.add(s)
         out.append(s)

@@ -308,3 +308,11 @@ def test_kept_loglikelihood_counts_the_tokens_of_the_kept_text_only():
     assert kept_logprob(gen, len("가족은웃었다.")) == -1.5
     assert kept_logprob(gen, len("가족은웃었다.그리고")) == -4.0
     assert kept_logprob(Generation(text, -4.0, 3, False), 3) == -4.0  # no per-token figures: the whole mean
+
+
+def test_a_sentence_with_html_markup_is_rejected():
+    tagged = " 그는 <b>편지</b>를 다시 읽었다."
+    fake = Fake(lambda req, rng: tagged if req.seed % 2 else f" {sentence(rng)}", lambda r, g: 0.0)
+    st = run_chain([section(target_chars=60, candidates=4)], fake, split)[0]
+    assert st.rejected["markup"] >= 1
+    assert not any("<" in s for s in st.sentences) and len(st.sentences) > 1

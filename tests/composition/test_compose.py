@@ -46,7 +46,7 @@ def test_document_has_every_heading_and_reaches_each_target(reference):
         assert st["capped"] or st["chars"] >= st["target_chars"], st
         assert is_complete(s.paragraphs[-1][-1], model_ended=True)
         assert st["sentences"] == sum(len(p) for p in s.paragraphs)
-        assert set(st["rejected"]) == {"repeat", "copy", "incomplete"}
+        assert set(st["rejected"]) == {"repeat", "copy", "markup", "incomplete"}
     assert sum(not s.stats["capped"] for s in doc.sections) >= 3
     report = doc.report()
     assert [r["number"] for r in report["sections"]] == [1, 2, 3, 4] and report["generated"] == [1, 2, 3, 4]
