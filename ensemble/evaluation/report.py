@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..composition.provenance import Provenance
+
 
 @dataclass(frozen=True)
 class Ranked:
@@ -42,6 +44,7 @@ class SectionReport:
     perplexity: float | None  # under the base model
     expert_perplexity: float | None  # under the section's own expert
     perplexity_tokens: int | None  # model tokens scored
+    provenance: Provenance | None = None  # each paragraph's nearest corpus passages; None without an index
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class OverallReport:
     mean_own_expert_rank: float | None
     perplexity: float | None  # token-weighted over all sections
     expert_perplexity: float | None  # token-weighted over the sections scored under their expert
+    own_dataset_share: float | None = None  # over every paragraph of a section with an expert dataset
 
 
 @dataclass(frozen=True)
