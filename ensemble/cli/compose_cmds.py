@@ -37,7 +37,14 @@ def compose(
         False,
         "--json",
         help="print the run report as JSON on stdout instead of the document: per section chars, sentences, "
-        "guard rejections, steps, seconds; it holds the markdown too unless --output is given",
+        "guard rejections, steps, seconds and each paragraph's sources (when the index is built); it holds the "
+        "markdown too unless --output is given",
+    ),
+    sources: bool = typer.Option(
+        False,
+        "--sources",
+        help="footnote every paragraph with the corpus passages it is closest to (BM25 over the index, the "
+        "section expert's dataset first) and end the document with a Sources list; needs `ensemble build-index`",
     ),
 ) -> None:
     """Write the document: each section by its expert, all sections generated together by sentence chaining.
@@ -49,7 +56,17 @@ def compose(
 
     st = state(ctx)
     progress = st.progress()
-    doc = compose_document(st.project(), outline, seed=seed, sections=sections, progress=progress, max_batch=max_batch)
+    doc = compose_document(
+        st.project(),
+        outline,
+        seed=seed,
+        sections=sections,
+        progress=progress,
+        max_batch=max_batch,
+        provenance="footnotes" if sources else "report" if json_out else "off",
+    )
+    for note in doc.notes:
+        progress.log(note)
     if output is not None:
         write_text_atomic(output, doc.markdown)
     reused = len(doc.sections) - len(doc.generated)

@@ -1,10 +1,13 @@
-"""Sections → one markdown document: `# title`, `## heading` per section, paragraphs between."""
+"""Sections → one markdown document: `# title`, `## heading` per section, paragraphs between, and with
+provenance a footnote after each paragraph and a closing `## Sources` section of their definitions."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import regex as re
+
+SOURCES_HEADING = "Sources"
 
 # Generated text must never turn into markdown structure: a paragraph starting with one of these
 # would become a heading, a quote, a list item or a rule.
@@ -34,12 +37,28 @@ def body_text(paragraphs: Sequence[Sequence[str]]) -> str:
     return "\n\n".join(escape_block(t) for t in (paragraph_text(p) for p in paragraphs) if t)
 
 
-def render(title: str, sections: Sequence[tuple[str, Sequence[Sequence[str]]]]) -> str:
-    """`sections`: (heading, paragraphs as lists of sentences) in document order."""
+def paragraph_texts(paragraphs: Sequence[Sequence[str]]) -> list[str]:
+    """A section's paragraphs as the document shows them (unescaped), empty ones left out."""
+    return [t for t in (paragraph_text(p) for p in paragraphs) if t]
+
+
+def render(
+    title: str,
+    sections: Sequence[tuple[str, Sequence[Sequence[str]]]],
+    footnotes: Sequence[Sequence[str | None]] | None = None,
+) -> str:
+    """`sections`: (heading, paragraphs as lists of sentences) in document order. `footnotes`: per section, a
+    note per paragraph of `paragraph_texts` (None: none); each becomes `[^n]` after its paragraph and a
+    definition under a closing `## Sources`."""
     parts = [f"# {_one_line(title)}"]
-    for heading, paragraphs in sections:
+    notes: list[str] = []
+    for i, (heading, paragraphs) in enumerate(sections):
         parts.append(f"## {_one_line(heading)}")
-        body = body_text(paragraphs)
-        if body:
-            parts.append(body)
+        texts = [escape_block(t) for t in paragraph_texts(paragraphs)]
+        for t, note in zip(texts, footnotes[i] if footnotes else [None] * len(texts), strict=True):
+            if note:
+                notes.append(f"[^{len(notes) + 1}]: {_one_line(note)}")
+            parts.append(f"{t}[^{len(notes)}]" if note else t)
+    if notes:
+        parts += [f"## {SOURCES_HEADING}", "\n".join(notes)]
     return "\n\n".join(parts) + "\n"

@@ -18,19 +18,22 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..config.project import ProjectConfig
 from ..core.artifacts import read_json, sha256_file, write_json_atomic
-from ..core.errors import ArtifactError, EnsembleError
+from ..core.errors import ArtifactError, BackendError, EnsembleError
 from ..core.locks import work_lock
 from ..core.progress import NullProgress, Progress
 from .chain import ChainSection, SectionState, run_chain
 from .config import BASE_EXPERT, OutlineFile, load_outline
 from .guard import CopyGuard
-from .render import render
+from .provenance import Provenance, footnote
+from .render import paragraph_texts, render
+
+ProvenanceMode = Literal["off", "report", "footnotes"]
 
 CACHE_FORMAT = "ensemble-compose-section/2"
 
@@ -54,19 +57,32 @@ class ComposedDocument:
     cache_dir: str
     seconds: float
     generated: list[int] = field(default_factory=list)  # section numbers written by this run
+    provenance: list[Provenance] | None = None  # per section; None when off or without an index
+    provenance_seconds: float = 0.0  # part of `seconds`
+    notes: list[str] = field(default_factory=list)
 
     def report(self) -> dict[str, Any]:
+        provenance = self.provenance or [None] * len(self.sections)
         return {
             "title": self.title,
             "outline": self.outline,
             "seed": self.seed,
             "cache_dir": self.cache_dir,
             "seconds": round(self.seconds, 2),
+            "provenance_seconds": round(self.provenance_seconds, 2),
             "generated": self.generated,
             "chars": sum(s.stats["chars"] for s in self.sections),
             "sections": [
-                {"number": s.number, "heading": s.heading, "expert": s.expert, **s.stats} for s in self.sections
+                {
+                    "number": s.number,
+                    "heading": s.heading,
+                    "expert": s.expert,
+                    **s.stats,
+                    "provenance": asdict(p) if p is not None else None,
+                }
+                for s, p in zip(self.sections, provenance, strict=True)
             ],
+            "notes": self.notes,
         }
 
 
@@ -271,14 +287,57 @@ def compose(
     sections: str | Sequence[int] | None = None,
     progress: Progress | None = None,
     max_batch: int | None = None,
+    provenance: ProvenanceMode = "off",
 ) -> ComposedDocument:
-    """Write the outline's document; `max_batch` caps the rows of one forward pass (memory vs speed)."""
+    """Write the outline's document; `max_batch` caps the rows of one forward pass (memory vs speed).
+    `provenance`: each paragraph's nearest corpus passages; "report": in the report only, where the index is
+    built (else a note says why not); "footnotes": in the markdown too, and a missing index is an error raised
+    before anything is generated."""
     progress = progress or NullProgress()
     t0 = time.monotonic()
     outline_path = Path(outline_path)
     outline = load_outline(outline_path)
     selected = parse_sections(sections, len(outline.sections))
     experts, base_fp = _experts(cfg, outline)
+    retriever, notes = _provenance_retriever(cfg, provenance)
+    try:
+        doc = _compose(
+            cfg, outline, outline_path, seed, selected, experts, base_fp, progress, max_batch, retriever, provenance
+        )
+    finally:
+        if retriever is not None:
+            retriever.close()
+    doc.notes = notes
+    doc.seconds = time.monotonic() - t0
+    return doc
+
+
+def _provenance_retriever(cfg: ProjectConfig, mode: ProvenanceMode) -> tuple[Any, list[str]]:
+    if mode == "off":
+        return None, []
+    from ..retrieval.base import open_retriever
+
+    try:
+        return open_retriever(cfg), []
+    except (ArtifactError, BackendError) as e:
+        if mode == "footnotes":
+            raise
+        return None, [f"provenance skipped: {e.message}"]
+
+
+def _compose(
+    cfg: ProjectConfig,
+    outline: OutlineFile,
+    outline_path: Path,
+    seed: int,
+    selected: list[int] | None,
+    experts: dict[str, _Expert],
+    base_fp: str,
+    progress: Progress,
+    max_batch: int | None,
+    retriever: Any,
+    mode: ProvenanceMode,
+) -> ComposedDocument:
     for warning in _unimproved(experts):
         progress.log(warning)
     store = cfg.work_path / "compose" / "sections"
@@ -322,7 +381,13 @@ def compose(
         results.append(
             SectionResult(i + 1, sec.heading, sec.expert, st.paragraphs, _stats(st, outline, i, seeds[i], i in todo))
         )
-    markdown = render(outline.title, [(r.heading, r.paragraphs) for r in results])
+    t1 = time.monotonic()
+    sources = _sources(cfg, retriever, results) if retriever is not None else None
+    markdown = render(
+        outline.title,
+        [(r.heading, r.paragraphs) for r in results],
+        [[footnote(p.sources) for p in s.paragraphs] for s in sources] if sources and mode == "footnotes" else None,
+    )
     return ComposedDocument(
         title=outline.title,
         sections=results,
@@ -330,9 +395,18 @@ def compose(
         seed=seed,
         outline=str(outline_path),
         cache_dir=str(store),
-        seconds=time.monotonic() - t0,
+        seconds=0.0,
         generated=[i + 1 for i in todo],
+        provenance=sources,
+        provenance_seconds=time.monotonic() - t1 if sources is not None else 0.0,
     )
+
+
+def _sources(cfg: ProjectConfig, retriever: Any, results: Sequence[SectionResult]) -> list[Provenance]:
+    from .provenance import document_provenance
+
+    sections = [(r.expert if r.expert != BASE_EXPERT else None, paragraph_texts(r.paragraphs)) for r in results]
+    return document_provenance(cfg, retriever, sections)
 
 
 def _stats(st: SectionState, outline: OutlineFile, i: int, seed: int, generated: bool) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Only what `compose` produces needs to be understood: `# title`, `## heading` per section, paragraphs separated
 by blank lines. Anything else (deeper headings, lists, quotes) is kept as paragraph text of its section;
-fenced code blocks never start a section.
+fenced code blocks never start a section. The provenance footnotes of `compose --sources` are not text: a
+paragraph's closing `[^n]` is dropped, and so is a closing `## Sources` section of footnote definitions.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from dataclasses import dataclass
 
 import regex as re
 
+from ..composition.render import SOURCES_HEADING
 from ..core.errors import EnsembleError
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 # The backslash `compose` puts before a leading block marker so that a paragraph stays a paragraph.
 _ESCAPED_START = re.compile(r"^\\(?=[#>+*=_-])|^(\d{1,9})\\(?=[.)])")
+_FOOTNOTE_REF = re.compile(r"\[\^\d+\]$")
+_FOOTNOTE_DEF = re.compile(r"^\[\^\d+\]:")
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,12 @@ def _unescape(paragraph: str) -> str:
 
 def _flush(lines: list[str], into: list[str]) -> None:
     if lines:
-        into.append(_unescape(" ".join(s.strip() for s in lines)))
+        into.append(_FOOTNOTE_REF.sub("", _unescape(" ".join(s.strip() for s in lines))))
         lines.clear()
+
+
+def _is_sources(heading: str, line: int, paragraphs: list[str]) -> bool:
+    return heading == SOURCES_HEADING and bool(paragraphs) and all(_FOOTNOTE_DEF.match(p) for p in paragraphs)
 
 
 def parse_markdown(text: str, *, source: str | None = None) -> MarkdownDocument:
@@ -86,6 +94,8 @@ def parse_markdown(text: str, *, source: str | None = None) -> MarkdownDocument:
             continue
         current.append(line)
     _flush(current, target())
+    if len(sections) > 1 and _is_sources(*sections[-1]):
+        sections.pop()
     if not sections:
         raise EnsembleError(
             "no sections found: a composed document has a `## heading` per section "

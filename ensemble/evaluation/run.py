@@ -8,6 +8,8 @@ can always be checked for repetition, even before anything is built):
   its source, which therefore ranks at the top for the sentence it sits in. Only the retriever contract is
   used, so it works the same on the embedded and the Elasticsearch backend, for any corpus size. An n-gram
   that straddles two corpus passages is in neither, so a copy is found up to its passage boundaries;
+- provenance (each paragraph's nearest corpus passages, and per section the share of paragraphs whose nearest
+  passage is in the section expert's dataset): the index; the share also needs the outline;
 - section relevance: trained experts (`ensemble train-experts`);
 - perplexity: the base model; under each section's own expert: the outline and that expert.
 A damaged artifact (corrupt manifest, unreadable adapter) is still an error: skipping would hide it.
@@ -16,10 +18,11 @@ A damaged artifact (corrupt manifest, unreadable adapter) is still an error: ski
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..composition.provenance import Provenance, overall_share
 from ..config.project import ProjectConfig
 from ..core.errors import ArtifactError, BackendError, EnsembleError
 from ..core.progress import NullProgress, Progress
@@ -154,6 +157,30 @@ def _excerpt(sec: _Section, span: tuple[int, int]) -> tuple[int, str]:
     return end - start, text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
+# --- provenance -----------------------------------------------------------------------------------
+
+
+def _provenance(
+    cfg: ProjectConfig, doc: MarkdownDocument, experts: Sequence[str | None], notes: list[str], progress: Progress
+) -> list[Provenance | None]:
+    from ..composition.provenance import document_provenance
+    from ..retrieval.base import open_retriever
+
+    sections = [(e if e != "base" else None, list(s.paragraphs)) for s, e in zip(doc.sections, experts, strict=True)]
+    progress.start("provenance", total=None)
+    try:
+        retriever = open_retriever(cfg)
+        try:
+            return list(document_provenance(cfg, retriever, sections))
+        finally:
+            retriever.close()
+    except (ArtifactError, BackendError) as e:
+        notes.append(f"provenance skipped: {e.message}")
+        return [None] * len(sections)
+    finally:
+        progress.end("provenance", None)
+
+
 # --- relevance ------------------------------------------------------------------------------------
 
 
@@ -218,6 +245,8 @@ def evaluate(
         notes.append(f"copy rate skipped: {e.message}")
     copies = [M.copy_stats(s.terms, reference, copy_ngram) if reference is not None else None for s in sections]
 
+    provenance = _provenance(cfg, doc, experts, notes, progress)
+
     # relevance
     names, bm25, owners = _expert_collection(cfg, notes)
     rankings: list[list[tuple[str, float]] | None] = [
@@ -276,9 +305,12 @@ def evaluate(
                 perplexity=base_nll[i].perplexity if base_nll[i] else None,
                 expert_perplexity=expert_nll[i].perplexity if expert_nll[i] else None,
                 perplexity_tokens=base_nll[i].tokens if base_nll[i] else None,
+                provenance=provenance[i],
             )
         )
-    overall = _overall(sections, reports, copies, base_nll, expert_nll)
+    overall = replace(
+        _overall(sections, reports, copies, base_nll, expert_nll), own_dataset_share=overall_share(provenance)
+    )
     settings = {
         "unit": f"{analyzer} analyzer terms",
         "copy_ngram": copy_ngram,
