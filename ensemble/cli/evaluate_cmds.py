@@ -71,6 +71,19 @@ def _table(report: Any) -> Any:
     return table
 
 
+def _write_html(st: Any, report: Any, outline: Path | None, path: Path) -> None:
+    from ..core.errors import EnsembleError
+    from ..evaluation.html_report import load_context, render_html, write_html
+
+    context = load_context(st.project(), outline, [s.heading for s in report.sections])
+    try:
+        write_html(path, render_html(report.to_dict(), context))
+    except OSError as e:
+        raise EnsembleError(f"cannot write the HTML report ({e.strerror or e})", path=path) from None
+    if not st.quiet:
+        print(f"html report: {path}", file=sys.stderr)
+
+
 @app.command()
 def evaluate(
     ctx: typer.Context,
@@ -84,6 +97,14 @@ def evaluate(
         bool,
         typer.Option("--perplexity/--no-perplexity", help="score each section under the base model (and its expert)"),
     ] = True,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="also write the report as one self-contained HTML page (charts, relevance heat map, the experts' "
+            "training curves, sources per paragraph when present)",
+        ),
+    ] = None,
 ) -> None:
     """Measure a document per section: length, distinct-n and rep-n, copy rate against the corpus,
     which expert's data each section matches best, and perplexity under the base and the section's expert.
@@ -98,6 +119,8 @@ def evaluate(
     if not st.quiet:
         for note in report.notes:  # one line each, however narrow the terminal
             print(f"note: {note}", file=sys.stderr)
+    if html is not None:
+        _write_html(st, report, outline, html)
     if json_out:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
         return
