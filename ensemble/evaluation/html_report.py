@@ -341,6 +341,8 @@ def _summary(report: Mapping[str, Any]) -> str:
         ("perplexity under the base", _num(o.get("perplexity"), 1)),
         ("perplexity under the experts", _num(o.get("expert_perplexity"), 1)),
     ]
+    if o.get("own_dataset_share") is not None:
+        rows.append(("paragraphs sourced from their expert's dataset", _pct(o["own_dataset_share"])))
     cells = "".join(f'<tr><th class="text">{name}</th><td>{value}</td></tr>' for name, value in rows)
     return f"<h2>Overall</h2>\n<table>{cells}</table>\n"
 
@@ -393,7 +395,7 @@ def _source_item(src: Mapping[str, Any]) -> str:
     score = src.get("score")
     score_text = f"BM25 {score:.2f}" if isinstance(score, int | float) else "BM25 –"
     run = src.get("shared_run")
-    run_text = f"; longest shared run: {_e(run)}" if run not in (None, "", 0) else ""
+    run_text = f"; {_e(run)} terms shared in a row" if run not in (None, "", 0) else ""
     own = src.get("in_expert_dataset")
     badge = ""
     if own is True:
@@ -416,9 +418,8 @@ def _provenance(sections: Sequence[Mapping[str, Any]]) -> str:
             continue
         share = prov.get("own_dataset_share")
         parts.append(f"<h3>{_e(s['number'])}. {_e(s['heading'])}</h3>")
-        parts.append(
-            f'<p class="meta">paragraphs whose top source is in the section\'s own expert dataset: {_pct(share)}</p>'
-        )
+        share_text = _pct(share) if share is not None else "– (the section has no expert dataset)"
+        parts.append(f'<p class="meta">paragraphs whose top source is in its expert\'s dataset: {share_text}</p>')
         for p in prov.get("paragraphs") or []:
             sources = p.get("sources") or []
             parts.append(f'<p class="para" title="{_e(_hover(sources))}">{_e(p.get("text", ""))}</p>')

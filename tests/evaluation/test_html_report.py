@@ -8,11 +8,13 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from eval_kit import topical_text
 
+from ensemble.composition.provenance import ParagraphSources, Provenance, Source
 from ensemble.evaluation.html_report import (
     HtmlContext,
     TrainingCurve,
@@ -122,40 +124,26 @@ def sample_context() -> HtmlContext:
     return HtmlContext(targets=[800, 800, None], curves=curves)
 
 
-PROVENANCE = {
-    "own_dataset_share": 0.5,
-    "paragraphs": [
-        {
-            "text": "어머니는 <script>alert(1)</script> 저녁을 차렸다.",
-            "sources": [
-                {
-                    "passage_id": "family-03#2",
-                    "doc_id": "family-03",
-                    "title": "부엌 & 식탁",
-                    "score": 7.25,
-                    "shared_run": 4,
-                    "in_expert_dataset": True,
-                },
-                {
-                    "passage_id": "nature-01#0",
-                    "doc_id": "nature-01",
-                    "title": None,
-                    "score": 3.1,
-                    "shared_run": 2,
-                    "in_expert_dataset": False,
-                },
+PROVENANCE = Provenance(
+    own_dataset_share=0.5,
+    paragraphs=[
+        ParagraphSources(
+            "어머니는 <script>alert(1)</script> 저녁을 차렸다.",
+            [
+                Source("family-03#2", "family-03", "부엌 & 식탁", 7.25, 4, True),
+                Source("nature-01#0", "nature-01", "nature-01", 3.1, 2, False),
             ],
-        },
-        {"text": "두 번째 문단.", "sources": []},
+        ),
+        ParagraphSources("두 번째 문단.", []),
     ],
-}
+)
 
 
 def sample_page(provenance: bool = True) -> str:
-    data = sample_report().to_dict()
+    report = sample_report()
     if provenance:
-        data["sections"][0]["provenance"] = PROVENANCE
-    return render_html(data, sample_context())
+        report = replace(report, sections=[replace(report.sections[0], provenance=PROVENANCE), *report.sections[1:]])
+    return render_html(report.to_dict(), sample_context())
 
 
 # --- the page's content ----------------------------------------------------------------------------------------
