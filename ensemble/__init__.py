@@ -7,6 +7,7 @@ first use.
     import ensemble
     cfg = ensemble.load_project("ensemble.yaml")
     ensemble.build_index(cfg)
+    plan = ensemble.plan_topics(cfg, "함께", 7)  # a draft of topics.yaml: plan.topics_yaml()
     ensemble.train_experts(cfg, "topics.yaml")
     doc = ensemble.compose(cfg, "outline.yaml", seed=0)
 """
@@ -31,6 +32,9 @@ _LAZY = {
     "explain_search": "ensemble.retrieval.build",
     "ExplainedHit": "ensemble.retrieval.explain",
     "Hit": "ensemble.retrieval.base",
+    "plan_topics": "ensemble.planning.plan",
+    "Plan": "ensemble.planning.plan",
+    "PlannedTopic": "ensemble.planning.plan",
     "pretrain_base": "ensemble.training.pretrain",
     "train_experts": "ensemble.training.experts",
     "ExpertManifest": "ensemble.training.registry",
@@ -77,6 +81,8 @@ __all__ = [
     "NullProgress",
     "OutlineFile",
     "OverallReport",
+    "Plan",
+    "PlannedTopic",
     "Progress",
     "ProjectConfig",
     "Report",
@@ -92,6 +98,7 @@ __all__ = [
     "load_outline",
     "load_project",
     "load_topics",
+    "plan_topics",
     "pretrain_base",
     "search",
     "train_experts",

@@ -7,7 +7,19 @@ import ensemble
 
 PKG = Path(ensemble.__file__).parent
 # Left imports right, never the reverse.
-LAYERS = ["cli", "examples", "evaluation", "composition", "training", "retrieval", "corpus", "text", "config", "core"]
+LAYERS = [
+    "cli",
+    "examples",
+    "evaluation",
+    "composition",
+    "training",
+    "planning",
+    "retrieval",
+    "corpus",
+    "text",
+    "config",
+    "core",
+]
 
 
 def _imports(path: Path) -> set[str]:
