@@ -191,7 +191,10 @@ def ratio_chart(sections: Sequence[Mapping[str, Any]]) -> str:
     return svg_of(fig)
 
 
-def perplexity_chart(sections: Sequence[Mapping[str, Any]]) -> str:
+def perplexity_chart(sections: Sequence[Mapping[str, Any]]) -> str | None:
+    """None when no section was scored (no base model, or --no-perplexity)."""
+    if all(s.get("perplexity") is None and s.get("expert_perplexity") is None for s in sections):
+        return None
     fig = _figure(_width(len(sections)), 3.2)
     ax = fig.add_subplot()
     keys = [("under the base", "perplexity"), ("under its expert", "expert_perplexity")]
@@ -241,7 +244,7 @@ def relevance_heatmap(sections: Sequence[Mapping[str, Any]]) -> str | None:
         own = sections[i].get("expert")
         if own in experts:
             ax.add_patch(_outline(experts.index(own), i))
-    fig.colorbar(mesh, ax=ax, label="share of the section's best score", shrink=0.8)
+    fig.colorbar(mesh, ax=ax, label="share of the row's best", shrink=0.9)
     return svg_of(fig)
 
 
@@ -269,6 +272,7 @@ def curve_chart(curve: TrainingCurve) -> str:
     )
     ax.set_xlabel("epoch")
     ax.set_ylabel("perplexity")
+    ax.set_xlim(0, max(curve.epochs) * 1.08)
     ax.set_ylim(bottom=0)
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(fontsize=7, frameon=False)
@@ -460,7 +464,11 @@ def render_html(report: Mapping[str, Any], context: HtmlContext | None = None) -
             "copy rate: share of 8-term n-grams found in corpus passages",
         )
     )
-    out.append(_figure_html(perplexity_chart(sections), "perplexity under the base model and the section's expert"))
+    ppl = perplexity_chart(sections)
+    if ppl is None:
+        out.append('<p class="meta">perplexity was not measured.</p>\n')
+    else:
+        out.append(_figure_html(ppl, "perplexity under the base model and the section's expert"))
     out.append("<h2>Which expert each section reads like</h2>\n")
     heat = relevance_heatmap(sections)
     if heat is None:

@@ -173,10 +173,11 @@ def test_page_shows_provenance_only_when_present():
 def test_page_without_experts_or_outline_says_so():
     data = sample_report().to_dict()
     for s in data["sections"]:
-        s["expert_ranking"] = None
+        s["expert_ranking"] = s["perplexity"] = s["expert_perplexity"] = None
     page = render_html(data)
     assert "relevance was not measured" in page and "no trained experts." in page
-    assert page.count("<svg") == 3
+    assert "perplexity was not measured" in page
+    assert page.count("<svg") == 2
 
 
 def test_training_curve_from_a_manifest():
@@ -291,7 +292,8 @@ def test_cli_writes_the_page_and_keeps_stdout_for_the_report(project, cli):
     page = out.read_text(encoding="utf-8")
     for s in data["sections"]:
         assert f">{_escaped(s['heading'])}<" in page
-    assert page.count("<svg") == 3 + 1 + 3  # three trained experts: three curves
+    assert page.count("<svg") == 2 + 1 + 3  # no perplexity chart (not measured); three trained experts: three curves
+    assert "perplexity was not measured" in page
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # no temp file left beside it
     table = cli(*args, "--html", str(out), cwd=project.root, env=ENV)
     assert table.code == 0 and "overall" in table.stdout and "<svg" not in table.stdout
