@@ -210,11 +210,10 @@ def footnote(sources: Sequence[Source]) -> str | None:
     """A paragraph's footnote text: each source's title, passage id, score and shared run; None without any."""
     if not sources:
         return None
-    parts = []
-    for s in sources:
-        mark = ", expert dataset" if s.in_expert_dataset else ""
-        parts.append(
-            f"{_inline(s.title)}, passage {_inline(s.passage_id)} "
-            f"(BM25 {s.score:.1f}, {s.shared_run} shared terms{mark})"
-        )
-    return "; ".join(parts)
+    return "; ".join(_source_note(s) for s in sources)
+
+
+def _source_note(s: Source) -> str:
+    where = _inline(s.passage_id) if s.title == s.doc_id else f"{_inline(s.title)}, passage {_inline(s.passage_id)}"
+    run = f"{s.shared_run} shared term{'' if s.shared_run == 1 else 's'}"
+    return f"{where} (BM25 {s.score:.1f}, {run}{', expert dataset' if s.in_expert_dataset else ''})"

@@ -299,7 +299,9 @@ def compose(
     outline = load_outline(outline_path)
     selected = parse_sections(sections, len(outline.sections))
     experts, base_fp = _experts(cfg, outline)
+    t_open = time.monotonic()
     retriever, notes = _provenance_retriever(cfg, provenance)
+    t_open = time.monotonic() - t_open
     try:
         doc = _compose(
             cfg, outline, outline_path, seed, selected, experts, base_fp, progress, max_batch, retriever, provenance
@@ -308,6 +310,7 @@ def compose(
         if retriever is not None:
             retriever.close()
     doc.notes = notes
+    doc.provenance_seconds += t_open if provenance != "off" else 0.0
     doc.seconds = time.monotonic() - t0
     return doc
 
