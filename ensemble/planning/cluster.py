@@ -18,6 +18,7 @@ from .terms import PassageTerms
 MAX_DF = 0.5  # terms in more than this share of the theme's passages name no topic (and flood an OR query)
 MIN_DF = 2
 LSA_DIMS = 100
+MIN_PRECISION = 0.5  # a query term's passages lie mostly in its topic's cluster, or it pulls in others
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ def cluster_passages(passages: Sequence[PassageTerms], n_clusters: int, seed: in
 
 def term_scores(clusters: Clusters, n_clusters: int) -> np.ndarray:
     """clusters × vocab: precision² × coverage of each term for each cluster (0 where the cluster has fewer
-    than MIN_DF passages holding it, unless the cluster is that small)."""
+    than MIN_DF passages holding it, unless the cluster is that small, or where less than MIN_PRECISION of the
+    passages holding it are in the cluster)."""
     presence = clusters.presence
     onehot = np.zeros((n_clusters, presence.shape[0]))  # type: ignore[attr-defined]
     onehot[clusters.labels, np.arange(len(clusters.labels))] = 1.0
@@ -92,15 +94,17 @@ def term_scores(clusters: Clusters, n_clusters: int) -> np.ndarray:
     precision = in_cluster / np.maximum(df, 1)
     coverage = in_cluster / np.maximum(sizes, 1)
     enough = in_cluster >= np.minimum(MIN_DF, sizes)
-    return np.where(enough & (in_cluster > 0), precision**2 * coverage, 0.0)
+    keep = enough & (in_cluster > 0) & (precision >= MIN_PRECISION)
+    return np.where(keep, precision**2 * coverage, 0.0)
 
 
-def ranked_terms(scores: np.ndarray, vocab: Sequence[str]) -> list[list[str]]:
-    """Per cluster, the terms that score best there (each term goes to one cluster only), best first."""
+def ranked_terms(scores: np.ndarray, vocab: Sequence[str]) -> list[list[tuple[str, float]]]:
+    """Per cluster, the terms that score best there (each term goes to one cluster only) with their scores,
+    best first."""
     best = scores.argmax(axis=0)
-    out: list[list[str]] = []
+    out: list[list[tuple[str, float]]] = []
     for c in range(scores.shape[0]):
         cols = [j for j in np.flatnonzero((best == c) & (scores[c] > 0))]
         cols.sort(key=lambda j: (-scores[c, j], vocab[j]))
-        out.append([vocab[j] for j in cols])
+        out.append([(vocab[j], float(scores[c, j])) for j in cols])
     return out

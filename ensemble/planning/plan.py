@@ -35,6 +35,8 @@ DEFAULT_TOP_K = 500  # TrainParams.top_k's default (training is a later stage; a
 MAX_OVERLAP = 0.5  # as train-experts warns: two topics sharing more are more shared than their own
 MAX_THEME_PASSAGES = 10_000  # Elasticsearch's default max_result_window; a larger theme is sampled by score
 TERMS_PER_QUERY = 3
+MIN_TERMS_PER_QUERY = 2
+STRONG = 1 / 3  # a third term of a query scores at least this share of its topic's best term
 PROMPT_CHARS = 200
 TITLE_TERMS = 3
 QUOTES = re.compile("[\"'“”‘’「」『』«»]")
@@ -241,7 +243,6 @@ def _plan(
             f"'{theme}'`, or choose a word of the corpus",
             key="theme",
         )
-    progress.log(f"{len(hits)} passages match the theme '{theme}'")
     surfaces: dict[str, Counter[str]] = {}
     passages = [content_terms(h.id, h.text, analyze_tokens(h.text, analyzer), analyzer, surfaces) for h in hits]
     theme_terms = set(analyze(theme, analyzer))
@@ -253,6 +254,7 @@ def _plan(
             f"{n_topics} topics asked for; ask for fewer topics or choose a broader theme",
             key="topics",
         )
+    progress.log(f"{len(hits)} passages match the theme '{theme}': clustering {len(passages)} into {n_topics}")
     clusters = cluster_passages(passages, n_topics, seed)
     if clusters is None:
         raise EnsembleError(
@@ -289,6 +291,12 @@ def _plan(
         )
         for i in range(n_topics)
     )
+    for t in planned:
+        if t.passages < top_k:
+            progress.log(
+                f"warning: topic '{t.name}' retrieves {t.passages} distinct passages, fewer than top_k {top_k} (its "
+                f"cluster holds {t.cluster_size}); ask for fewer topics, add queries, or accept a smaller expert"
+            )
     return Plan(theme, top_k, seed, len(passages), planned, overlaps(dict(zip(names, sets, strict=True))), adjustments)
 
 
@@ -312,12 +320,20 @@ def _take(pool: list[str], word_of: Callable[[str], str | None]) -> str | None:
     return None
 
 
-def _draft(ranked: Sequence[str], n_queries: int, word_of: Callable[[str], str | None]) -> _Draft:
-    pool = list(ranked)
+def _draft(ranked: Sequence[tuple[str, float]], n_queries: int, word_of: Callable[[str], str | None]) -> _Draft:
+    """The topic's query terms, best first: two per query whatever they score, a third where it scores at least
+    STRONG × the topic's best (so a weak, generic word does not join a topic that has enough); the rest wait in
+    the pool for replacements."""
+    pool = [t for t, _ in ranked]
+    floor = STRONG * ranked[0][1] if ranked else 0.0
+    score = dict(ranked)
     terms: list[str] = []
     while len(terms) < n_queries * TERMS_PER_QUERY:
         term = _take(pool, word_of)
         if term is None:
+            break
+        if len(terms) >= n_queries * MIN_TERMS_PER_QUERY and score[term] < floor:
+            pool.insert(0, term)
             break
         terms.append(term)
     return _Draft(pool, terms, {t: word_of(t) or t for t in terms})
