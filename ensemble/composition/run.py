@@ -303,14 +303,18 @@ def compose(
     retriever, notes = _provenance_retriever(cfg, provenance)
     t_open = time.monotonic() - t_open
     try:
-        doc = _compose(
-            cfg, outline, outline_path, seed, selected, experts, base_fp, progress, max_batch, retriever, provenance
-        )
+        doc = _compose(cfg, outline, outline_path, seed, selected, experts, base_fp, progress, max_batch)
+        if retriever is not None:
+            t1 = time.monotonic()
+            doc.provenance = _sources(cfg, retriever, doc.sections, provenance, notes)
+            doc.provenance_seconds = t_open + time.monotonic() - t1
     finally:
         if retriever is not None:
             retriever.close()
+    if doc.provenance is not None and provenance == "footnotes":
+        notes_of = [[footnote(p.sources) for p in s.paragraphs] for s in doc.provenance]
+        doc.markdown = render(doc.title, [(r.heading, r.paragraphs) for r in doc.sections], notes_of)
     doc.notes = notes
-    doc.provenance_seconds += t_open if provenance != "off" else 0.0
     doc.seconds = time.monotonic() - t0
     return doc
 
@@ -338,8 +342,6 @@ def _compose(
     base_fp: str,
     progress: Progress,
     max_batch: int | None,
-    retriever: Any,
-    mode: ProvenanceMode,
 ) -> ComposedDocument:
     for warning in _unimproved(experts):
         progress.log(warning)
@@ -384,13 +386,7 @@ def _compose(
         results.append(
             SectionResult(i + 1, sec.heading, sec.expert, st.paragraphs, _stats(st, outline, i, seeds[i], i in todo))
         )
-    t1 = time.monotonic()
-    sources = _sources(cfg, retriever, results) if retriever is not None else None
-    markdown = render(
-        outline.title,
-        [(r.heading, r.paragraphs) for r in results],
-        [[footnote(p.sources) for p in s.paragraphs] for s in sources] if sources and mode == "footnotes" else None,
-    )
+    markdown = render(outline.title, [(r.heading, r.paragraphs) for r in results])
     return ComposedDocument(
         title=outline.title,
         sections=results,
@@ -400,16 +396,23 @@ def _compose(
         cache_dir=str(store),
         seconds=0.0,
         generated=[i + 1 for i in todo],
-        provenance=sources,
-        provenance_seconds=time.monotonic() - t1 if sources is not None else 0.0,
     )
 
 
-def _sources(cfg: ProjectConfig, retriever: Any, results: Sequence[SectionResult]) -> list[Provenance]:
+def _sources(
+    cfg: ProjectConfig, retriever: Any, results: Sequence[SectionResult], mode: ProvenanceMode, notes: list[str]
+) -> list[Provenance] | None:
+    """Every section's provenance; a backend failing halfway is an error only where footnotes were asked for."""
     from .provenance import document_provenance
 
     sections = [(r.expert if r.expert != BASE_EXPERT else None, paragraph_texts(r.paragraphs)) for r in results]
-    return document_provenance(cfg, retriever, sections)
+    try:
+        return document_provenance(cfg, retriever, sections)
+    except BackendError as e:
+        if mode == "footnotes":
+            raise
+        notes.append(f"provenance skipped: {e.message}")
+        return None
 
 
 def _stats(st: SectionState, outline: OutlineFile, i: int, seed: int, generated: bool) -> dict[str, Any]:
