@@ -291,12 +291,12 @@ def _plan(
         )
         for i in range(n_topics)
     )
-    for t in planned:
-        if t.passages < top_k:
-            progress.log(
-                f"warning: topic '{t.name}' retrieves {t.passages} distinct passages, fewer than top_k {top_k} (its "
-                f"cluster holds {t.cluster_size}); ask for fewer topics, add queries, or accept a smaller expert"
-            )
+    small = [f"{t.name} {t.passages} (cluster {t.cluster_size})" for t in planned if t.passages < top_k]
+    if small:
+        progress.log(
+            f"warning: {len(small)} topics retrieve fewer distinct passages than top_k {top_k}: {', '.join(small)}; "
+            "ask for fewer topics, lower top_k, or accept smaller experts"
+        )
     return Plan(theme, top_k, seed, len(passages), planned, overlaps(dict(zip(names, sets, strict=True))), adjustments)
 
 
