@@ -21,7 +21,8 @@ Options for another base, corpus and topics:
   (learning rate 2e-4, 3 epochs, top_k 50, micro-batch 1 x 8, gradient checkpointing, block size); no
   pretrain-base is run. Mind the base's licence (nothing of it is written into this repository). With
   --corpus too, block_size is measured again on that corpus (init measured the example's).
-- --corpus PATH: the project's `corpus:` is this file or directory instead of the example corpus.
+- --corpus PATH: the project's `corpus:` is this file or directory instead of the example corpus (a topics file
+  may name the index analyzer for it: `analyzer: english`).
 - --topics-file FILE: its `theme` and `topics` replace topics.yaml's (the `defaults:` that init wrote stay);
   its optional `outline:` (expert, heading, prompt per section) and `title` give the composed outline.
   benchmarks/koconovel_topics.yaml is one for KoCoNovel (/work/shared/data/koconovel/corpus.jsonl, CC BY-SA
@@ -57,6 +58,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import time
@@ -233,6 +235,12 @@ def set_corpus(config: Path, corpus: Path) -> None:
     config.write_text("".join(out), encoding="utf-8")
 
 
+def set_analyzer(config: Path, analyzer: str) -> None:
+    """ensemble.yaml with `index.analyzer` set (a topics file for an English or Russian corpus names its own)."""
+    text = config.read_text(encoding="utf-8")
+    config.write_text(re.sub(r"(?m)^(  analyzer: )\S+", lambda m: m.group(1) + analyzer, text, count=1), encoding="utf-8")
+
+
 def corpus_block_size(cfg: Any, base: str) -> tuple[int, str]:
     """init measures block_size on the example corpus; on another corpus, measure it again (same rule)."""
     from ensemble.corpus.load import read_documents
@@ -264,6 +272,8 @@ def prepare(
         init_project(root, base_model=base)
     if corpus is not None:
         set_corpus(root / "ensemble.yaml", corpus)
+    if topics_file is not None and topics_file.get("analyzer"):
+        set_analyzer(root / "ensemble.yaml", topics_file["analyzer"])
     cfg = load_project(root / "ensemble.yaml")
     t = time.perf_counter()
     build_index(cfg)
