@@ -238,7 +238,8 @@ def set_corpus(config: Path, corpus: Path) -> None:
 def set_analyzer(config: Path, analyzer: str) -> None:
     """ensemble.yaml with `index.analyzer` set (a topics file for an English or Russian corpus names its own)."""
     text = config.read_text(encoding="utf-8")
-    config.write_text(re.sub(r"(?m)^(  analyzer: )\S+", lambda m: m.group(1) + analyzer, text, count=1), encoding="utf-8")
+    text = re.sub(r"(?m)^(  analyzer: )\S+", lambda m: m.group(1) + analyzer, text, count=1)
+    config.write_text(text, encoding="utf-8")
 
 
 def corpus_block_size(cfg: Any, base: str) -> tuple[int, str]:
