@@ -99,6 +99,11 @@ class SectionSpec(_Overrides):  # type: ignore[misc, valid-type]
 
 class OutlineFile(StrictModel):
     title: str = Field(..., description="the document's `# title`")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto",
+        description="the base's dtype while composing; auto: bf16 on Ampere+, fp16 on older GPUs unless the "
+        "architecture overflows in it, fp32 on CPU. fp32 on a GPU keeps a row independent of its batch",
+    )
     defaults: GenerationParams = GenerationParams()
     sections: list[SectionSpec] = Field(..., description="in document order")
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from ..config.project import ProjectConfig
 from ..core.artifacts import read_json, sha256_file, write_json_atomic
-from ..core.errors import ArtifactError, BackendError, EnsembleError
+from ..core.errors import ArtifactError, BackendError, ConfigError, EnsembleError
 from ..core.locks import work_lock
 from ..core.progress import NullProgress, Progress
 from .chain import ChainSection, SectionState, run_chain
@@ -180,6 +180,16 @@ def _experts(cfg: ProjectConfig, outline: OutlineFile) -> tuple[dict[str, _Exper
     return out, fingerprint
 
 
+def _precision(cfg: ProjectConfig, outline: OutlineFile) -> None:
+    from ..training.base import base_model_type
+    from ..training.runtime import resolve_precision
+
+    try:
+        resolve_precision(outline.precision, model_type=base_model_type(cfg), training=False)
+    except ConfigError as e:
+        raise outline.error(e.message.replace("training needs", "needs"), "precision") from None
+
+
 def _unimproved(experts: dict[str, _Expert]) -> list[str]:
     """A warning line per expert that never beat the base on its own validation passages."""
     out = []
@@ -228,6 +238,7 @@ def _section_key(outline: OutlineFile, i: int, expert: _Expert, base: str) -> st
         "expert": sec.expert,
         "prompt": sec.prompt,
         "params": outline.params(i).model_dump(mode="json"),
+        "precision": outline.precision,
         "base": base,
         "expert_manifest": expert.identity,
     }
@@ -299,6 +310,7 @@ def compose(
     outline = load_outline(outline_path)
     selected = parse_sections(sections, len(outline.sections))
     experts, base_fp = _experts(cfg, outline)
+    _precision(cfg, outline)  # a precision this machine or base cannot take is refused before anything is written
     t_open = time.monotonic()
     retriever, notes = _provenance_retriever(cfg, provenance)
     t_open = time.monotonic() - t_open
@@ -451,7 +463,7 @@ def _generate(
 
     names = sorted({outline.sections[i].expert for i in todo})
     progress.log(f"loading the base model and {len(names) - (BASE_EXPERT in names)} expert(s)")
-    host = load_host(cfg, {name: experts[name] for name in names}, max_batch=max_batch)
+    host = load_host(cfg, {name: experts[name] for name in names}, max_batch=max_batch, precision=outline.precision)
     chain_sections = [
         ChainSection(
             index=i,
@@ -535,15 +547,17 @@ def _copy_guards(cfg: ProjectConfig, sections: Iterable[ChainSection]) -> dict[i
     return out
 
 
-def load_host(cfg: ProjectConfig, experts: dict[str, _Expert], *, max_batch: int | None = None) -> Any:
+def load_host(
+    cfg: ProjectConfig, experts: dict[str, _Expert], *, max_batch: int | None = None, precision: str = "auto"
+) -> Any:
     """The base once (device and dtype chosen as for training: `auto`, never fp16 for an architecture that
     overflows in it), with every needed expert attached."""
     from ..training.base import base_model_type, load_base_model
     from ..training.runtime import resolve_precision
     from .host import ExpertHost
 
-    precision = resolve_precision("auto", model_type=base_model_type(cfg), training=False)
-    model, tokenizer = load_base_model(cfg, device=precision.device, dtype=precision.dtype)
+    resolved = resolve_precision(precision, model_type=base_model_type(cfg), training=False)
+    model, tokenizer = load_base_model(cfg, device=resolved.device, dtype=resolved.dtype)
     lora = {n: e.adapter for n, e in experts.items() if e.method == "lora" and e.adapter is not None}
     freeze = {n: e.adapter / "trained.safetensors" for n, e in experts.items() if e.method == "freeze" and e.adapter}
     return ExpertHost(model, tokenizer, lora=lora, freeze=freeze, max_batch=max_batch)

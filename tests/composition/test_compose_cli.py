@@ -106,3 +106,24 @@ def test_an_expert_that_did_not_improve_is_named_in_a_warning(project, cli):
     assert r.code == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: expert")]
     assert len(warnings) == 1 and "'friends' did not improve" in warnings[0] and "--only friends" in warnings[0]
+
+
+def test_a_precision_this_machine_cannot_take_is_one_line_naming_the_outline(project, cli):
+    outline = project.outline(SECTIONS[:1])
+    text = outline.read_text(encoding="utf-8")
+    outline.write_text("precision: fp16\n" + text, encoding="utf-8")
+    r = cli("-c", str(project.config_path), "compose", str(outline), cwd=project.root, env=ONE_THREAD)
+    assert r.code == 2 and r.stdout == ""
+    assert len(r.err_lines) == 1 and "outline.yaml:1: precision: fp16 needs a CUDA GPU" in r.stderr, r.stderr
+    assert not (project.work / "compose").exists()  # refused before anything was written
+
+
+def test_precision_is_part_of_a_sections_identity(project):
+    from ensemble.composition.run import compose
+
+    outline = project.outline(SECTIONS[:1])
+    first = compose(project.cfg, outline, seed=2)
+    outline.write_text("precision: fp32\n" + outline.read_text(encoding="utf-8"), encoding="utf-8")
+    again = compose(project.cfg, outline, seed=2)
+    assert first.generated == [1] and again.generated == [1]  # not reused: another precision is another section
+    assert again.markdown == first.markdown  # on a CPU auto is fp32: the same text
