@@ -74,6 +74,7 @@ from ensemble.composition.run import compose
 from ensemble.config import load_project
 from ensemble.evaluation import evaluate
 from ensemble.examples import init_project
+from ensemble.examples.pretrained import corpus_block_size
 from ensemble.retrieval.build import build_index
 from ensemble.training.experts import train_experts
 from ensemble.training.pretrain import pretrain_base
@@ -242,22 +243,6 @@ def set_analyzer(config: Path, analyzer: str) -> None:
     config.write_text(text, encoding="utf-8")
 
 
-def corpus_block_size(cfg: Any, base: str) -> tuple[int, str]:
-    """init measures block_size on the example corpus; on another corpus, measure it again (same rule)."""
-    from ensemble.corpus.load import read_documents
-    from ensemble.corpus.passages import split_passages
-    from ensemble.examples.pretrained import block_size_for, load_tokenize
-
-    texts = [p.text for doc in read_documents(cfg) for p in split_passages(doc, cfg.passages)]
-    found = load_tokenize(base)
-    if found is None:
-        return block_size_for([len(t) for t in texts], None), "one token per character (tokenizer not found)"
-    count, positions = found
-    counts = sorted(count(texts))
-    p90 = counts[int(0.9 * (len(counts) - 1))]
-    return block_size_for(counts, positions), f"{len(texts)} passages, 90th percentile {p90} tokens"
-
-
 def prepare(
     root: Path,
     preset: str,
@@ -297,7 +282,7 @@ def prepare(
         doc["theme"] = topics_file["theme"]
         doc["topics"] = topics_file["topics"]
     if base and corpus is not None:
-        block, how = corpus_block_size(cfg, base)
+        block, how = corpus_block_size(cfg, base)  # init measured the example corpus; measure this one
         print(f"block_size for this corpus: {block} ({how})" + (" — overridden" if "block_size" in train_over else ""))
         doc.setdefault("defaults", {})["block_size"] = block
     doc.setdefault("defaults", {}).update(train_over)

@@ -6,8 +6,6 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from ..core.artifacts import write_text_atomic
 from ..core.errors import EnsembleError
 
@@ -39,11 +37,11 @@ def init_project(dest: str | Path, *, force: bool = False, base_model: str | Non
 
 
 def _use_pretrained(dest: Path, base_model: str) -> None:
+    from ..config import load_project
     from .pretrained import pretrained_settings, rewrite_defaults, set_base_model
 
     config = dest / "ensemble.yaml"
-    max_chars = int(yaml.safe_load(config.read_text(encoding="utf-8"))["passages"]["max_chars"])
-    settings, _ = pretrained_settings(dest / "corpus", max_chars, base_model)
+    settings = pretrained_settings(load_project(config), base_model)
     topics = dest / "topics.yaml"
     write_text_atomic(topics, rewrite_defaults(topics.read_text(encoding="utf-8"), settings))
     write_text_atomic(config, set_base_model(config.read_text(encoding="utf-8"), base_model))

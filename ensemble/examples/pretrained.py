@@ -5,10 +5,13 @@ pretrained base already writes the language and only needs to shift towards each
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import regex as re
 import yaml
+
+if TYPE_CHECKING:
+    from ..config.project import ProjectConfig
 
 # key: (value, comment). Each differs from the offline example (tiny base) for the reason given.
 PRETRAINED_DEFAULTS: dict[str, tuple[object, str]] = {
@@ -32,25 +35,6 @@ def block_size_for(passage_tokens: Sequence[int], max_positions: int | None) -> 
     return next((b for b in fitting if b >= 2 * p90), fitting[-1])
 
 
-def corpus_passages(corpus: Path, max_chars: int) -> list[str]:
-    """The example corpus cut roughly as build-index cuts it: paragraphs packed up to max_chars, a longer one
-    in max_chars pieces (build-index cuts at sentences)."""
-    out: list[str] = []
-    for f in sorted(corpus.glob("*.txt")):
-        current = ""
-        for para in (p.strip() for p in f.read_text(encoding="utf-8").split("\n")):
-            if current and len(current) + 1 + len(para) > max_chars:
-                out.append(current)
-                current = ""
-            current = f"{current} {para}".strip()
-            while len(current) > max_chars:
-                out.append(current[:max_chars])
-                current = current[max_chars:]
-        if current:
-            out.append(current)
-    return out
-
-
 def load_tokenize(base_model: str) -> tuple[Callable[[list[str]], list[int]], int | None] | None:
     """(texts → token counts, max positions) of a base found locally; None when it cannot be read offline."""
     try:
@@ -69,20 +53,27 @@ def load_tokenize(base_model: str) -> tuple[Callable[[list[str]], list[int]], in
     return count, positions
 
 
-def pretrained_settings(corpus: Path, max_chars: int, base_model: str) -> tuple[dict[str, tuple[object, str]], str]:
-    """The topics.yaml defaults for `base_model`, and a line saying how block_size was chosen."""
-    passages = corpus_passages(corpus, max_chars)
+def corpus_block_size(cfg: ProjectConfig, base_model: str) -> tuple[int, str]:
+    """block_size for `base_model` on the project's corpus, cut into passages as build-index cuts it, and how it
+    was measured."""
+    from ..corpus.load import read_documents
+    from ..corpus.passages import split_passages_many
+
+    texts = [p.text for ps in split_passages_many(list(read_documents(cfg)), cfg.passages) for p in ps]
     found = load_tokenize(base_model)
     if found is None:
-        counts, positions = [len(p) for p in passages], None
-        how = "its tokenizer is not on this machine: sized at one token per character, recheck it"
-    else:
-        tokenize, positions = found
-        counts = tokenize(passages)
-        how = "measured in its tokens on the example corpus"
-    block = block_size_for(counts, positions)
-    settings = {**PRETRAINED_DEFAULTS, "block_size": (block, f"two long passages whole ({how})")}
-    return settings, how
+        counts = [len(t) for t in texts]
+        return block_size_for(counts, None), "its tokenizer is not on this machine: one token per character assumed"
+    tokenize, positions = found
+    counts = sorted(tokenize(texts))
+    p90 = counts[int(0.9 * (len(counts) - 1))] if counts else 0
+    return block_size_for(counts, positions), f"{len(texts)} passages of the corpus, 90th percentile {p90} tokens"
+
+
+def pretrained_settings(cfg: ProjectConfig, base_model: str) -> dict[str, tuple[object, str]]:
+    """The topics.yaml defaults for `base_model` on this project's corpus."""
+    block, how = corpus_block_size(cfg, base_model)
+    return {**PRETRAINED_DEFAULTS, "block_size": (block, f"two long passages whole ({how})")}
 
 
 def _yaml_scalar(value: object) -> str:
