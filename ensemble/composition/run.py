@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..config.project import ProjectConfig
 from ..core.artifacts import read_json, sha256_file, write_json_atomic
@@ -32,6 +33,9 @@ from .config import BASE_EXPERT, OutlineFile, load_outline
 from .guard import CopyGuard
 from .provenance import Provenance, footnote
 from .render import paragraph_texts, render
+
+if TYPE_CHECKING:
+    from ..training.runtime import Precision
 
 ProvenanceMode = Literal["off", "report", "footnotes"]
 
@@ -180,12 +184,13 @@ def _experts(cfg: ProjectConfig, outline: OutlineFile) -> tuple[dict[str, _Exper
     return out, fingerprint
 
 
-def _precision(cfg: ProjectConfig, outline: OutlineFile) -> None:
+def _precision(cfg: ProjectConfig, outline: OutlineFile) -> Precision:
+    """The outline's precision on this machine and base; one it cannot take is an error naming the outline."""
     from ..training.base import base_model_type
     from ..training.runtime import resolve_precision
 
     try:
-        resolve_precision(outline.precision, model_type=base_model_type(cfg), training=False)
+        return resolve_precision(outline.precision, model_type=base_model_type(cfg), training=False)
     except ConfigError as e:
         raise outline.error(e.message.replace("training needs", "needs"), "precision") from None
 
@@ -310,12 +315,13 @@ def compose(
     outline = load_outline(outline_path)
     selected = parse_sections(sections, len(outline.sections))
     experts, base_fp = _experts(cfg, outline)
-    _precision(cfg, outline)  # a precision this machine or base cannot take is refused before anything is written
+    # a precision this machine or base cannot take is refused before anything is written
+    host_for = partial(load_host, cfg, precision=_precision(cfg, outline), max_batch=max_batch)
     t_open = time.monotonic()
     retriever, notes = _provenance_retriever(cfg, provenance)
     t_open = time.monotonic() - t_open
     try:
-        doc = _compose(cfg, outline, outline_path, seed, selected, experts, base_fp, progress, max_batch)
+        doc = _compose(cfg, outline, outline_path, seed, selected, experts, base_fp, progress, host_for)
         if retriever is not None:
             t1 = time.monotonic()
             doc.provenance = _sources(cfg, retriever, doc.sections, provenance, notes)
@@ -353,7 +359,7 @@ def _compose(
     experts: dict[str, _Expert],
     base_fp: str,
     progress: Progress,
-    max_batch: int | None,
+    host_for: Callable[[dict[str, _Expert]], Any],
 ) -> ComposedDocument:
     for warning in _unimproved(experts):
         progress.log(warning)
@@ -385,7 +391,7 @@ def _compose(
         if todo:
             written = [s for i in sorted(states) for s in states[i].sentences]
             states.update(
-                _generate(cfg, outline, todo, resume, experts, keys, paths, seed, progress, max_batch, written)
+                _generate(cfg, outline, todo, resume, experts, keys, paths, seed, progress, host_for, written)
             )
             seeds.update(dict.fromkeys(todo, seed))
         for i in range(n):
@@ -456,14 +462,14 @@ def _generate(
     paths: list[Path],
     seed: int,
     progress: Progress,
-    max_batch: int | None,
+    host_for: Callable[[dict[str, _Expert]], Any],
     written: list[str],
 ) -> dict[int, SectionState]:
     from ..text.sentences import split_many
 
     names = sorted({outline.sections[i].expert for i in todo})
     progress.log(f"loading the base model and {len(names) - (BASE_EXPERT in names)} expert(s)")
-    host = load_host(cfg, {name: experts[name] for name in names}, max_batch=max_batch, precision=outline.precision)
+    host = host_for({name: experts[name] for name in names})
     chain_sections = [
         ChainSection(
             index=i,
@@ -548,16 +554,14 @@ def _copy_guards(cfg: ProjectConfig, sections: Iterable[ChainSection]) -> dict[i
 
 
 def load_host(
-    cfg: ProjectConfig, experts: dict[str, _Expert], *, max_batch: int | None = None, precision: str = "auto"
+    cfg: ProjectConfig, experts: dict[str, _Expert], *, precision: Precision, max_batch: int | None = None
 ) -> Any:
-    """The base once (device and dtype chosen as for training: `auto`, never fp16 for an architecture that
-    overflows in it), with every needed expert attached."""
-    from ..training.base import base_model_type, load_base_model
-    from ..training.runtime import resolve_precision
+    """The base once, on the device and in the dtype of `precision` (see `_precision`), with every needed expert
+    attached."""
+    from ..training.base import load_base_model
     from .host import ExpertHost
 
-    resolved = resolve_precision(precision, model_type=base_model_type(cfg), training=False)
-    model, tokenizer = load_base_model(cfg, device=resolved.device, dtype=resolved.dtype)
+    model, tokenizer = load_base_model(cfg, device=precision.device, dtype=precision.dtype)
     lora = {n: e.adapter for n, e in experts.items() if e.method == "lora" and e.adapter is not None}
     freeze = {n: e.adapter / "trained.safetensors" for n, e in experts.items() if e.method == "freeze" and e.adapter}
     return ExpertHost(model, tokenizer, lora=lora, freeze=freeze, max_batch=max_batch)
