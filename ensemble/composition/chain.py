@@ -13,8 +13,9 @@ past `target_chars`, or at its step cap.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -194,31 +195,33 @@ def prompt_for(section: ChainSection, state: SectionState) -> str:
     return text
 
 
+def _verdicts(
+    sentences: Sequence[str], repeat: Guard, copy: Guard, params: GenerationParams
+) -> Iterator[tuple[str, str | None]]:
+    """Each sentence in turn with the first guard that rejects it (None: it passes), a repeat also counting the
+    earlier sentences of the same candidate."""
+    local = RepeatGuard(n=params.repeat_ngram, overlap=params.repeat_overlap)
+    for s in sentences:
+        if repeat.rejects(s) or local.rejects(s):
+            yield s, "repeat"
+        elif copy.rejects(s):
+            yield s, "copy"
+        elif _MARKUP.search(s):
+            yield s, "markup"
+        else:
+            yield s, None
+        local.add(s)
+
+
 def _judge(sentences: Sequence[str], repeat: Guard, copy: Guard, params: GenerationParams) -> str | None:
     """None when every sentence passes, else the first failing guard's name."""
     if not sentences:
         return "incomplete"
-    local = RepeatGuard(n=params.repeat_ngram, overlap=params.repeat_overlap)
-    for s in sentences:
-        if repeat.rejects(s) or local.rejects(s):
-            return "repeat"
-        if copy.rejects(s):
-            return "copy"
-        if _MARKUP.search(s):
-            return "markup"
-        local.add(s)
-    return None
+    return next((why for _, why in _verdicts(sentences, repeat, copy, params) if why), None)
 
 
 def _passing_prefix(sentences: Sequence[str], repeat: Guard, copy: Guard, params: GenerationParams) -> list[str]:
-    local = RepeatGuard(n=params.repeat_ngram, overlap=params.repeat_overlap)
-    out = []
-    for s in sentences:
-        if repeat.rejects(s) or local.rejects(s) or copy.rejects(s) or _MARKUP.search(s):
-            break
-        local.add(s)
-        out.append(s)
-    return out
+    return [s for s, _ in itertools.takewhile(lambda v: v[1] is None, _verdicts(sentences, repeat, copy, params))]
 
 
 def _append(section: ChainSection, state: SectionState, sentences: Sequence[str], repeat: Repeats) -> None:
