@@ -168,7 +168,8 @@ def train_expert(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ensemble.training.adapters import init_adapter
-    from ensemble.training.experts import _save_adapter, load_dtype, parameter_dtypes
+    from ensemble.training.dtypes import hold_dtypes, load_dtype, parameter_dtypes
+    from ensemble.training.experts import _save_adapter
     from ensemble.training.runtime import peak_memory, resolve_precision
     from ensemble.training.trainer import resolve_deepspeed, run_training
 
@@ -176,6 +177,7 @@ def train_expert(
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=load_dtype(params.method, prec))
     model, adapter = init_adapter(model, params)
+    hold_dtypes(model, prec)
     if overflow:
         model.get_output_embeddings().register_forward_hook(lambda m, i, o: o + float("inf"))
     model.to(prec.device)

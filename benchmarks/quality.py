@@ -110,6 +110,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
         False,
     ),
     "defaults-1-candidate": ({"candidates": 1}, True),
+    "defaults-2-candidates": ({"candidates": 2}, True),
     "defaults-no-guards": ({}, False),
     "greedy-no-repeat-4": (
         {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 4, "candidates": 1},

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..evaluation.run import PRECISION
 from .app import app, state
 
 
@@ -105,6 +106,14 @@ def evaluate(
             "training curves, sources per paragraph when present)",
         ),
     ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="number format of the perplexity scoring: fp32 (the default: figures compare across machines), "
+            "bf16 or fp16 (half the memory on a GPU), auto (compose's choice for this machine)",
+        ),
+    ] = PRECISION,
 ) -> None:
     """Measure a document per section: length, distinct-n and rep-n, copy rate against the corpus,
     which expert's data each section matches best, and perplexity under the base and the section's expert.
@@ -115,7 +124,9 @@ def evaluate(
 
     st = state(ctx)
     progress = st.progress()
-    report = evaluate_document(st.project(), document, outline_path=outline, perplexity=perplexity, progress=progress)
+    report = evaluate_document(
+        st.project(), document, outline_path=outline, perplexity=perplexity, precision=precision, progress=progress
+    )
     if not st.quiet:
         for note in report.notes:  # one line each, however narrow the terminal
             print(f"note: {note}", file=sys.stderr)

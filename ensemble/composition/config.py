@@ -13,6 +13,7 @@ from pydantic import Field, PrivateAttr, create_model, field_validator, model_va
 
 from ..config.loader import StrictModel, format_loc, line_of, load_model
 from ..core.errors import ConfigError
+from ..training.runtime import PrecisionName
 
 BASE_EXPERT = "base"
 
@@ -99,7 +100,7 @@ class SectionSpec(_Overrides):  # type: ignore[misc, valid-type]
 
 class OutlineFile(StrictModel):
     title: str = Field(..., description="the document's `# title`")
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+    precision: PrecisionName = Field(
         "auto",
         description="the base's dtype while composing; auto: bf16 on Ampere+, fp16 on older GPUs unless the "
         "architecture overflows in it, fp32 on CPU. fp32 on a GPU keeps a row independent of its batch",

@@ -6,7 +6,8 @@ same prefix the experts were trained with: end-of-text (passages were packed aft
 trained with condition tokens, `[TOPIC] <name> [TEXT]`. The text's own tokens are identical under the base and
 under the expert, so the two perplexities compare like for like.
 
-Runs on the CPU in fp32 (a GPU when there is one): no gradients, one window at a time.
+Runs on the GPU when there is one, else the CPU, in the precision asked (`evaluate`'s default is fp32, so
+figures compare across machines); no gradients, one window at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from ..config.project import ProjectConfig
 from ..core.errors import ArtifactError
 from ..core.progress import NullProgress, Progress
+from ..training.runtime import Precision
 
 MAX_WINDOW = 1024  # beyond this a CPU spends its time on attention for little gain in context
 
@@ -109,13 +111,15 @@ def score_texts(
     experts: Sequence[str | None],
     *,
     stride: int | None = None,
+    precision: Precision | None = None,
     progress: Progress | None = None,
 ) -> Scored:
     """NLL of each text under the base and under `experts[i]` (a trained expert's name; None: base only).
 
     The base is loaded once; each needed expert is put over it once (freeze experts swapped in and back out,
     LoRA experts as PEFT adapters last). An expert that is not trained, or was trained on another base, gets a
-    note and no score. A missing base model raises ArtifactError."""
+    note and no score. A missing base model raises ArtifactError. `precision`: device and dtype (default: fp32
+    on this machine's GPU, else its CPU)."""
     import torch
 
     from ..training.base import base_fingerprint, load_base_model
@@ -123,8 +127,8 @@ def score_texts(
     from ..training.runtime import resolve_precision
 
     progress = progress or NullProgress()
-    precision = resolve_precision("auto", training=False)
-    model, tokenizer = load_base_model(cfg, device=precision.device, dtype=torch.float32)
+    precision = precision or resolve_precision("fp32", training=False)
+    model, tokenizer = load_base_model(cfg, device=precision.device, dtype=precision.dtype)
     model.eval()
     max_length = context_length(model)
     start = _start_ids(tokenizer)

@@ -24,8 +24,9 @@ from typing import Any
 
 from ..composition.provenance import Provenance, overall_share
 from ..config.project import ProjectConfig
-from ..core.errors import ArtifactError, BackendError, EnsembleError
+from ..core.errors import ArtifactError, BackendError, ConfigError, EnsembleError
 from ..core.progress import NullProgress, Progress
+from ..training.runtime import PRECISIONS, Precision
 from . import metrics as M
 from .markdown import MarkdownDocument, parse_markdown
 from .report import OverallReport, Ranked, Report, SectionReport
@@ -35,6 +36,7 @@ COPY_CANDIDATES = 10  # passages retrieved per sentence of the document
 QUERY_CHARS = 300  # a longer "sentence" (degenerate text without punctuation) is queried in pieces
 RELEVANCE_TOP = 5  # an expert's score: the mean of its best RELEVANCE_TOP passage scores
 EXCERPT_CHARS = 120
+PRECISION = "fp32"  # perplexity's number format: fp32 compares across machines
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,19 @@ def _ppl_of(nlls: Sequence[Any]) -> float | None:
     return total.perplexity
 
 
+def _precision(cfg: ProjectConfig, precision: str) -> Precision:
+    """`precision` on this machine and base, or an error naming the option."""
+    from ..training.base import base_model_type
+    from ..training.runtime import resolve_precision
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}", key="--precision")
+    try:
+        return resolve_precision(precision, model_type=base_model_type(cfg), training=False)
+    except ConfigError as e:
+        raise ConfigError(e.message.replace("training needs", "needs"), key="--precision") from None
+
+
 def evaluate(
     cfg: ProjectConfig,
     document_path: str | Path,
@@ -224,11 +239,14 @@ def evaluate(
     copy_candidates: int = COPY_CANDIDATES,
     relevance_top: int = RELEVANCE_TOP,
     stride: int | None = None,
+    precision: str = PRECISION,
     progress: Progress | None = None,
 ) -> Report:
-    """Measure a composed document (see the module doc for what each measure needs)."""
+    """Measure a composed document (see the module doc for what each measure needs). `precision` (auto, fp32,
+    bf16, fp16) is the number format perplexity is scored in."""
     if copy_ngram < 1 or copy_candidates < 1 or relevance_top < 1:
         raise EnsembleError("copy_ngram, copy_candidates and relevance_top must be positive")
+    scoring = _precision(cfg, precision) if perplexity else None
     progress = progress or NullProgress()
     path = Path(document_path)
     doc = read_document(path)
@@ -263,7 +281,9 @@ def evaluate(
         for e in sorted({e for e in experts if e and e != "base" and e not in names}):
             notes.append(f"perplexity under expert '{e}' skipped: it is not trained")
         try:
-            scored = score_texts(cfg, [s.text for s in sections], scored_experts, stride=stride, progress=progress)
+            scored = score_texts(
+                cfg, [s.text for s in sections], scored_experts, stride=stride, precision=scoring, progress=progress
+            )
             base_nll, expert_nll = list(scored.base), list(scored.expert)
             notes.extend(scored.notes)
         except ArtifactError as e:
@@ -320,6 +340,7 @@ def evaluate(
         f"score = mean of an expert's top {relevance_top}",
         "experts": names,
         "perplexity_stride": stride,
+        "perplexity_precision": scoring.name if scoring else None,
     }
     return Report(
         document=str(path),

@@ -13,6 +13,7 @@ from pydantic import Field, PrivateAttr, create_model, field_validator, model_va
 
 from ..config.loader import StrictModel, format_loc, line_of, load_model
 from ..core.errors import ConfigError, EnsembleError
+from .runtime import PrecisionName
 
 # Learning rates suit the method, so an unset `learning_rate` means "the method's default".
 DEFAULT_LR = {"lora": 3e-4, "freeze": 5e-5}
@@ -61,7 +62,7 @@ class TrainParams(StrictModel):
     warmup_steps: int = Field(10, ge=0)
     lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
     weight_decay: float = Field(0.0, ge=0)
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    precision: PrecisionName = "auto"
     gradient_checkpointing: bool = Field(True, description="recompute activations: less memory, ~30% slower")
     deepspeed: str | None = Field(None, description="'zero2' (shipped config) or a DeepSpeed JSON file")
     save_steps: int | None = Field(None, gt=0, description="checkpoint every N steps; unset: every epoch")

@@ -31,6 +31,7 @@ from .dataset import (
     pack,
     per_passage,
 )
+from .dtypes import dtype_name, hold_dtypes, load_dtype, parameter_dtypes
 from .registry import MANIFEST_FORMAT, ExpertManifest, expert_dir, read_manifest
 from .runtime import Precision, barrier, dist_rank, quiet_hf, resolve_precision
 from .topic_data import ExpertData, data_warning, retrieve_topic, review_datasets, write_dataset
@@ -117,26 +118,6 @@ def _datasets(tokenizer: Any, topic: TopicSpec, params: TrainParams, data: Exper
     return LMDataset(build(data.train), keep, params.seed), LMDataset(build(data.val))
 
 
-def load_dtype(method: str, precision: Precision) -> Any:
-    """The base's dtype while an expert trains: for LoRA on a GPU the training dtype (the base is frozen and PEFT
-    keeps the adapter in fp32), else fp32 (freeze trains base weights, which autocast needs in fp32)."""
-    import torch
-
-    half = precision.fp16 or precision.bf16
-    return precision.dtype if method == "lora" and half and precision.device != "cpu" else torch.float32
-
-
-def parameter_dtypes(model: Any) -> dict[str, str]:
-    """The dtypes of the trained and of the frozen parameters as training left them (DeepSpeed casts both)."""
-    trained = sorted({_dtype_name(p.dtype) for p in model.parameters() if p.requires_grad})
-    frozen = sorted({_dtype_name(p.dtype) for p in model.parameters() if not p.requires_grad})
-    return {"trained_dtype": "/".join(trained) or None, "frozen_dtype": "/".join(frozen) or None}
-
-
-def _dtype_name(dtype: Any) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 def _save_adapter(model: Any, info: Any, trained: Sequence[str], d: Path, fingerprint: str) -> None:
     """Write the adapter (for freeze: the `trained` tensors) into a scratch directory, then swap it in whole."""
     scratch = d / ".adapter.tmp"
@@ -204,6 +185,7 @@ def _train_one(
     except ConfigError as e:
         raise topics.error(e.message, *topics.setting_loc(topic, "condition")) from None
     model, info = init_adapter(model, params)
+    hold_dtypes(model, prec)
     epoch_hook, lr_of = layerwise(model, params, info.frozen_layers) if params.method == "freeze" else (None, None)
     model.to(prec.device)
     ppl_before = perplexity(model, val_ds, tokenizer.pad_token_id, precision=prec)
@@ -233,7 +215,7 @@ def _train_one(
     )
     hyper = params.model_dump()
     hyper["learning_rate"] = params.lr
-    hyper.update(device=prec.device.split(":")[0], dtype=_dtype_name(prec.dtype), **parameter_dtypes(model))
+    hyper.update(device=prec.device.split(":")[0], dtype=dtype_name(prec.dtype), **parameter_dtypes(model))
     manifest = ExpertManifest(
         format=MANIFEST_FORMAT,
         name=topic.name,

@@ -10,9 +10,12 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..core.errors import ConfigError, DeviceError
+
+PrecisionName = Literal["auto", "fp32", "fp16", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
 
 # Architectures whose activations exceed fp16's range (65504): in fp16 they turn into inf, then NaN.
 FP16_OVERFLOWS = frozenset({"gemma2", "gemma3", "gemma3_text"})

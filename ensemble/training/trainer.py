@@ -399,6 +399,10 @@ def run_training(
     t0 = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=last)
+        if deepspeed is not None and (precision.fp16 or precision.bf16):
+            from .dtypes import fp32_from_masters
+
+            fp32_from_masters(trainer.model)  # while the engine still holds the masters
     finally:
         if forward.started:
             progress.end(task)

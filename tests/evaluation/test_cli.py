@@ -76,3 +76,12 @@ def test_markdown_without_sections_is_one_line_and_exit_2(project, cli):
         env=ENV,
     )
     assert bad_outline.code == 2 and len(bad_outline.err_lines) == 1
+
+
+def test_a_precision_this_machine_cannot_take_is_one_line_and_exit_2(project, cli):
+    doc = project.document([("가족 이야기", topical_text("family"))])
+    r = cli("-c", str(project.config_path), "evaluate", str(doc), "--precision", "fp16", cwd=project.root, env=ENV)
+    assert r.code == 2 and r.stdout == ""
+    assert len(r.err_lines) == 1 and "--precision" in r.err_lines[0] and "needs a CUDA GPU" in r.err_lines[0]
+    r = cli("-c", str(project.config_path), "evaluate", str(doc), "--precision", "fp8", cwd=project.root, env=ENV)
+    assert r.code == 2 and "unknown precision 'fp8'" in r.err_lines[0]

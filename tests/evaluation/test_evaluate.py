@@ -163,3 +163,17 @@ def test_lengths_count_what_the_reader_sees(project):
     s = evaluate(project.cfg, doc, perplexity=False).sections[0]
     assert (s.chars, s.sentences, s.paragraphs) == (len(body), 3, 2)
     assert CORPUS  # the corpus fixture is what the index was built from
+
+
+def test_perplexity_in_bf16_is_close_to_fp32_and_the_report_says_which(project):
+    sections = [("가족", "family"), ("자연", "nature")]
+    doc = project.document([(h, topical_text(e, sentences=6, seed=5)) for h, e in sections])
+    outline = project.outline(sections)
+    fp32 = evaluate(project.cfg, doc, outline_path=outline)
+    bf16 = evaluate(project.cfg, doc, outline_path=outline, precision="bf16")
+    assert fp32.settings["perplexity_precision"] == "fp32" and bf16.settings["perplexity_precision"] == "bf16"
+    for a, b in zip(fp32.sections, bf16.sections, strict=True):
+        assert b.perplexity != a.perplexity  # really scored in another format
+        assert b.perplexity == pytest.approx(a.perplexity, rel=0.1)
+        assert b.expert_perplexity == pytest.approx(a.expert_perplexity, rel=0.1)
+        assert b.expert_perplexity < b.perplexity

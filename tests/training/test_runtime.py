@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ensemble.core.errors import ConfigError, DeviceError, NumericsError
-from ensemble.training.experts import load_dtype
+from ensemble.training.dtypes import hold_dtypes, load_dtype, parameter_dtypes
 from ensemble.training.runtime import Precision, check_launcher, resolve_precision
 from ensemble.training.trainer import check_loss
 
@@ -58,14 +58,25 @@ def test_fp16_is_refused_for_architectures_that_overflow_in_it(gpus):
     assert resolve_precision("auto", model_type="gemma2").bf16
 
 
-def test_lora_loads_the_base_in_the_training_dtype_on_a_gpu_only():
+def test_frozen_tensors_are_held_in_the_training_dtype_and_trained_ones_in_fp32():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from ensemble.training.adapters import init_adapter
+    from ensemble.training.config import TrainParams
+
     bf16 = Precision("cuda:0", torch.bfloat16, False, True)
-    fp16 = Precision("cuda:0", torch.float16, True, False)
-    assert load_dtype("lora", bf16) == torch.bfloat16
-    assert load_dtype("lora", fp16) == torch.float16
-    assert load_dtype("freeze", bf16) == torch.float32  # it trains base weights
-    assert load_dtype("lora", Precision("cpu", torch.bfloat16, False, True)) == torch.float32
+    assert load_dtype("lora", bf16) == torch.bfloat16  # LoRA trains no base weight
+    assert load_dtype("lora", Precision("cpu", torch.float16, True, False)) == torch.float16
+    assert load_dtype("freeze", bf16) == torch.float32  # cast after its trained blocks are chosen
     assert load_dtype("lora", Precision("cuda:0", torch.float32, False, False)) == torch.float32
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=64)
+    model, _ = init_adapter(GPT2LMHeadModel(config), TrainParams(method="freeze", freeze={"layers": 1}))
+    hold_dtypes(model, Precision("cpu", torch.bfloat16, False, True))
+    assert parameter_dtypes(model) == {"trained_dtype": "float32", "frozen_dtype": "bfloat16"}
+    assert model.transformer.h[0].mlp.c_fc.weight.dtype == torch.bfloat16
+    assert model.transformer.h[1].mlp.c_fc.weight.dtype == torch.float32
+    hold_dtypes(model, Precision("cpu", torch.float32, False, False))
+    assert parameter_dtypes(model) == {"trained_dtype": "float32", "frozen_dtype": "float32"}
 
 
 def test_a_nan_or_infinite_loss_is_an_error_naming_the_precision():
@@ -81,7 +92,6 @@ def test_a_lora_adapter_over_a_half_precision_base_trains_in_fp32_and_the_manife
 
     from ensemble.training.adapters import init_adapter
     from ensemble.training.config import TrainParams
-    from ensemble.training.experts import parameter_dtypes
 
     config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=64)
     base = GPT2LMHeadModel(config).to(torch.bfloat16)

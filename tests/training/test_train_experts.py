@@ -168,7 +168,7 @@ def test_changed_settings_retrain_instead_of_reusing_a_stale_expert(project, fak
     assert "new#0" in (project.root / "work/experts/nature/dataset/passages.json").read_text()
 
 
-def test_zero2_deepspeed_on_cpu_single_process(project, fake_retriever, monkeypatch, tiny_base):
+def _one_process_deepspeed(monkeypatch):
     import socket
 
     with socket.socket() as s:
@@ -179,8 +179,12 @@ def test_zero2_deepspeed_on_cpu_single_process(project, fake_retriever, monkeypa
     monkeypatch.setenv("MASTER_PORT", str(port))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # else accelerate sets torch to one thread per core
     # DeepSpeed compiles a shared-memory all-reduce kernel for CPU on first use (~1 min, cached); one process
-    # never reduces across processes, so the test skips that build.
+    # never reduces across processes, so the tests skip that build.
     monkeypatch.setattr(importlib.import_module("deepspeed.comm.torch"), "build_shm_op", lambda: None)
+
+
+def test_zero2_deepspeed_on_cpu_single_process(project, fake_retriever, monkeypatch, tiny_base):
+    _one_process_deepspeed(monkeypatch)
     topics = project.topics([topic("family"), topic("friends")], defaults={"deepspeed": "zero2", "learning_rate": 1e-2})
     models = ModelRefs()
     family, friends = train_experts(project.cfg, topics, callbacks=[models])  # two DeepSpeed Trainers, one process
@@ -194,6 +198,38 @@ def test_zero2_deepspeed_on_cpu_single_process(project, fake_retriever, monkeypa
     from peft import PeftModel
 
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), str(m.adapter_path))
+
+
+def _saved_dtypes(expert_dir):
+    from safetensors import safe_open
+
+    found = set()
+    for f in (expert_dir / "adapter").glob("*.safetensors"):
+        with safe_open(str(f), "pt") as st:
+            found |= {st.get_slice(k).get_dtype() for k in st.keys()}
+    return found
+
+
+@pytest.mark.parametrize("method", ["lora", "freeze"])
+def test_bf16_training_with_and_without_deepspeed_keeps_saves_and_measures_alike(
+    project, fake_retriever, monkeypatch, method
+):
+    # bf16 on a CPU stands in for a GPU: DeepSpeed casts the whole module to bf16 either way.
+    defaults = {"method": method, "precision": "bf16", "learning_rate": 1e-2, "epochs": 2, "freeze": {"layers": 1}}
+    [plain] = train_experts(project.cfg, project.topics([topic("family")], defaults=defaults))
+    plain_saved = _saved_dtypes(project.root / "work" / "experts" / "family")
+    _one_process_deepspeed(monkeypatch)
+    topics = project.topics([topic("family")], defaults={**defaults, "deepspeed": "zero2"})
+    [zero2] = train_experts(project.cfg, topics, force=True)
+    zero2_saved = _saved_dtypes(project.root / "work" / "experts" / "family")
+    for m in (plain, zero2):
+        h = m.hyperparameters
+        assert (h["dtype"], h["trained_dtype"], h["frozen_dtype"]) == ("bfloat16", "float32", "bfloat16"), h
+        assert m.val_perplexity_after < m.val_perplexity_before
+    assert plain_saved == zero2_saved == {"F32"}
+    # the same frozen weights, measured the same way before training
+    assert zero2.val_perplexity_before == pytest.approx(plain.val_perplexity_before, rel=1e-6)
+    assert zero2.val_perplexity_after == pytest.approx(plain.val_perplexity_after, rel=0.05)
 
 
 def test_conditional_format_trains_with_topic_tags(project, fake_retriever):
