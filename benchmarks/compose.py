@@ -159,6 +159,14 @@ def prompts(n: int, length: int, tok=None) -> list[str]:
     return [tok.decode(ids[e * step : e * step + length]) for e in range(n)]
 
 
+def corpus_texts(path: Path) -> list[str]:
+    """The documents of a .jsonl corpus (its "text" fields) or of a text file (one per blank-line block)."""
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line)["text"] for line in raw.splitlines() if line.strip()]
+    return [block for block in raw.split("\n\n") if block.strip()]
+
+
 def start_id(tok) -> int:
     """The host's start token: `<bos>` where the tokenizer has one, else its end-of-text token."""
     return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
@@ -239,6 +247,10 @@ def run_host(root: Path, args) -> dict:
     host = host_mod.ExpertHost(
         base, tok, lora={n: root / n for n in names}, narrow_kv=narrow, max_batch=args.max_batch or None
     )
+    if args.corpus:
+        from ensemble.composition.vocabulary import tokenizer_allowed_ids
+
+        host.restrict_vocabulary(tokenizer_allowed_ids(tok, corpus_texts(args.corpus), host.token_texts()))
     load_s = time.perf_counter() - t_load
 
     # First token of a section: the first sampling step of the first batch holding one of its rows.
@@ -297,6 +309,7 @@ def run_host(root: Path, args) -> dict:
         "peak_rss": peak,
         "greedy_match": matches,
         "greedy_distinct": distinct,
+        "vocabulary": host.vocabulary,
         "threads": torch.get_num_threads(),
     }
 
@@ -332,6 +345,8 @@ def child(role: str, root: Path, args, **override) -> dict:
         cmd += [f"--{key.replace('_', '-')}", str(override.get(key, getattr(args, key)))]
     if args.base:
         cmd += ["--base", str(args.base)]
+    if args.corpus:
+        cmd += ["--corpus", str(args.corpus)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"{role} failed:\n{out.stderr[-3000:]}")
@@ -354,6 +369,12 @@ def main() -> None:
     ap.add_argument("--lean-batch", type=int, default=11, help="rows per pass of the memory-saving host run")
     ap.add_argument("--base", type=Path, help="a real transformers model directory instead of the random GPT-2 shape")
     ap.add_argument("--keep", type=Path, help="build the models here once and reuse them")
+    ap.add_argument(
+        "--corpus",
+        type=Path,
+        help="with --base: the host writes with this corpus's vocabulary (compose's `vocabulary: corpus`), "
+        "the recipe with the whole vocabulary; a .jsonl file of {text} or a text file",
+    )
     ap.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -401,6 +422,9 @@ def main() -> None:
         f"\n{model}: {args.experts} sections × {args.steps} steps × {args.max_new_tokens} tokens; host rows per step: "
         f"{args.experts} sections × {args.candidates} candidates = {rows_total}"
     )
+    if res["host"].get("vocabulary"):
+        allowed, whole = res["host"]["vocabulary"]
+        print(f"host vocabulary: {allowed:,} of {whole:,} ids ({args.corpus}); recipe: all")
     cols = [
         ("host", "host" if not args.max_batch else f"host {args.max_batch}r"),
         ("host_lean", f"host {args.lean_batch}r"),

@@ -9,8 +9,8 @@ topic; then composes the same outline once per decoding configuration and seed, 
 `ensemble.evaluate`, and prints one row per configuration (means over seeds):
 
 - recipe: the original recipe's decoding: repetition_penalty 2.0 on every token (particles included),
-  top-k 30, top-p 0.95, 2-sentence chaining, one sample per step, no guards;
-- defaults: this project's compose defaults (see `GenerationParams`);
+  top-k 30, top-p 0.95, 2-sentence chaining, one sample per step, no guards, the whole vocabulary;
+- defaults: this project's compose defaults (see `GenerationParams`; the outline's `vocabulary: corpus`);
 - the alternatives listed in CONFIGS, each changing one thing.
 
 Options for another base, corpus and topics:
@@ -80,6 +80,9 @@ from ensemble.training.experts import train_experts
 from ensemble.training.pretrain import pretrain_base
 from ensemble.training.registry import list_experts
 
+# Settings of the whole outline rather than of its sections' `defaults`.
+OUTLINE_KEYS = ("vocabulary", "precision")
+
 # name -> (generation settings over the defaults, guards on?)
 CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
     "recipe": (
@@ -92,10 +95,12 @@ CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
             "temperature": 1.0,
             "context_sentences": 2,
             "candidates": 1,
+            "vocabulary": "all",
         },
         False,
     ),
     "defaults": ({}, True),
+    "defaults-all-vocabulary": ({"vocabulary": "all"}, True),
     "no-repeat-4": (
         {"repetition_penalty": 1.0, "no_repeat_ngram_size": 4, "candidates": 1},
         False,
@@ -364,10 +369,13 @@ def run_config(
     cfg: Any, root: Path, name: str, sections: list[dict[str, str]], seeds: list[int], target: int, title: str = "함께"
 ) -> dict[str, float]:
     settings, guarded = CONFIGS[name]
+    top = {k: v for k, v in settings.items() if k in OUTLINE_KEYS}
+    settings = {k: v for k, v in settings.items() if k not in OUTLINE_KEYS}
     rows: list[dict[str, float]] = []
     with guards(guarded) as extra:
         outline = {
             "title": title,
+            **top,
             "defaults": {"target_chars": target, **settings, **extra},
             "sections": sections,
         }

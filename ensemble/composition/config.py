@@ -16,6 +16,7 @@ from ..core.errors import ConfigError
 from ..training.runtime import PrecisionName
 
 BASE_EXPERT = "base"
+VOCABULARY = "corpus"
 
 
 class GenerationParams(StrictModel):
@@ -104,6 +105,11 @@ class OutlineFile(StrictModel):
         "auto",
         description="the base's dtype while composing; auto: bf16 on Ampere+, fp16 on older GPUs unless the "
         "architecture overflows in it, fp32 on CPU. fp32 on a GPU keeps a row independent of its batch",
+    )
+    vocabulary: Literal["corpus", "all"] = Field(
+        VOCABULARY,
+        description="corpus: write only tokens the corpus uses or made of its characters (no markup or foreign "
+        "scripts; the output layer scores those alone, faster on large vocabularies); all: the whole vocabulary",
     )
     defaults: GenerationParams = GenerationParams()
     sections: list[SectionSpec] = Field(..., description="in document order")

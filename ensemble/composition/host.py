@@ -48,6 +48,9 @@ KV_FREE_SHARE = 0.5
 # every row would otherwise be the peak of a whole generation (more than its KV cache on a GPT-2-124M).
 PREFILL_CHUNK = 16
 
+# A restricted vocabulary gets its own output layer (a copy of its rows) only below this share of the ids.
+SUBSET_HEAD_SHARE = 0.5
+
 # On a CPU, a model this small decodes on ONE thread: its matmuls are too small to split, and with two
 # threads every one of the thousands of tiny ops per step waits on a thread hand-off; when the other core is
 # busy that wait is long (the example's 0.7M-parameter base: 0.35 s per 18-row round on one thread, 20-40 s
@@ -116,8 +119,12 @@ class ExpertHost:
             self._originals = {n: self._params[n].detach().clone() for n in touched}
         self._active: str | None = None
         self.swaps = 0
+        self._texts: list[str] | None = None
         self._exempt: Any = None
         self._exempt_mask(self.model.get_output_embeddings().weight.shape[0])  # once, at load time
+        self._base_model = model  # the model PEFT wraps: its output layer is the one to replace
+        self._head: Any = None  # a SubsetHead once the vocabulary is restricted
+        self._allowed: Any = None
 
     # -- experts --------------------------------------------------------------------------------------
 
@@ -162,17 +169,55 @@ class ExpertHost:
                     self._params[key].copy_(self._originals[key])
         self._active = name
         self.swaps += 1
+        if self._head is not None:
+            self._head.refresh()  # a freeze expert may hold output-layer weights
+
+    def token_texts(self) -> list[str]:
+        """Each id of the tokenizer decoded alone (computed once)."""
+        if self._texts is None:
+            self._texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+        return self._texts
 
     def _exempt_mask(self, vocab: int) -> Any:
         import torch
 
         if self._exempt is None or self._exempt.numel() != vocab:
-            n = min(vocab, len(self.tokenizer))
-            texts = self.tokenizer.batch_decode([[i] for i in range(n)])
+            texts = self.token_texts()[:vocab]
             mask = torch.zeros(vocab, dtype=torch.bool)
-            mask[:n] = torch.tensor([exempt_token(t) for t in texts], dtype=torch.bool)
+            mask[: len(texts)] = torch.tensor([exempt_token(t) for t in texts], dtype=torch.bool)
             self._exempt = mask.to(self.device)
         return self._exempt
+
+    @property
+    def vocabulary(self) -> tuple[int, int] | None:
+        """(ids that can be written, ids of the output layer) once restricted, else None."""
+        if self._allowed is None:
+            return None
+        return int(self._allowed.sum()), int(self._allowed.numel())
+
+    def restrict_vocabulary(self, ids: Sequence[int]) -> None:
+        """From now on only `ids` can be written: the output layer computes their scores alone (the others'
+        cost nothing) and the sampler never draws another. A row's text still depends on nothing but its own
+        prompt, expert and seed."""
+        import torch
+
+        from .subset_head import SubsetHead
+
+        head = self._base_model.get_output_embeddings()
+        weight = getattr(head, "weight", None)
+        if weight is None or weight.dim() != 2 or not isinstance(head, torch.nn.Linear):
+            raise ArtifactError(
+                "this base's output layer is not a plain linear layer, so compose cannot limit it to the "
+                "corpus's tokens; set `vocabulary: all` in the outline"
+            )
+        vocab = weight.shape[0]
+        index = torch.tensor(sorted({int(i) for i in ids if 0 <= int(i) < vocab}), dtype=torch.long)
+        if len(index) < SUBSET_HEAD_SHARE * vocab:  # else its copy of the rows costs more memory than it saves time
+            self._head = SubsetHead(head, index.to(self.device))
+            self._base_model.set_output_embeddings(self._head)
+        allowed = torch.zeros(vocab, dtype=torch.bool)
+        allowed[index] = True
+        self._allowed = allowed.to(self.device)
 
     # -- generation -----------------------------------------------------------------------------------
 
@@ -270,6 +315,7 @@ class ExpertHost:
             self._exempt_mask(vocab) if needs_exempt else None,
             decodable=min(vocab, len(tok)),
             precision=self.precision,
+            allowed=self._allowed,
         )
         stored = torch.bfloat16 if self.narrow_kv else next(self.model.parameters()).dtype
         cache = narrow_cache(stored, width + max_new)
@@ -454,10 +500,12 @@ class RowSampler:
         *,
         decodable: int | None = None,
         precision: str = "float32",
+        allowed: Any = None,
     ) -> None:
         import torch
 
         self.precision = precision
+        self.allowed = allowed
         self.sampling = list(sampling)
         self.starts = list(starts)
         self.exempt = exempt
@@ -478,6 +526,8 @@ class RowSampler:
         scores = scores.float()
         b, vocab = scores.shape
         broken = (torch.isnan(scores) | torch.isposinf(scores)).any(dim=-1)
+        if self.allowed is not None:  # also undoes a soft cap, which turns the output layer's -inf into -cap
+            scores = scores.masked_fill(~self.allowed[:vocab], float("-inf"))
         logp = torch.log_softmax(scores, dim=-1)
         x = self._penalize(input_ids, scores)
         x = x.clone() if x is scores else x

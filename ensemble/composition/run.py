@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..config.project import ProjectConfig
 from ..core.artifacts import read_json, sha256_file, write_json_atomic
-from ..core.errors import ArtifactError, BackendError, ConfigError, EnsembleError
+from ..core.errors import ArtifactError, BackendError, ConfigError, CorpusError, EnsembleError
 from ..core.locks import work_lock
 from ..core.progress import NullProgress, Progress
 from .chain import ChainSection, SectionState, run_chain
@@ -233,7 +233,22 @@ def _prompt_prefix(manifest: Any) -> str:
     return fmt.split("{text}")[0].format(name=manifest.name).rstrip()
 
 
-def _section_key(outline: OutlineFile, i: int, expert: _Expert, base: str) -> str:
+def _corpus_signature(cfg: ProjectConfig, outline: OutlineFile) -> dict[str, Any] | None:
+    """With `vocabulary: corpus` the corpus shapes the text: what it depends on (see vocabulary.py). None: the
+    whole vocabulary is used (`vocabulary: all`, or ensemble.yaml names no corpus)."""
+    if outline.vocabulary != "corpus" or not cfg.corpus:
+        return None
+    from .vocabulary import corpus_signature
+
+    try:
+        return corpus_signature(cfg)
+    except CorpusError as e:
+        raise outline.error(
+            f"vocabulary: corpus reads the corpus, and {e.message}; restore it or set vocabulary: all", "vocabulary"
+        ) from None
+
+
+def _section_key(outline: OutlineFile, i: int, expert: _Expert, base: str, corpus: dict[str, Any] | None = None) -> str:
     """The section's own inputs but the seed: what its cache entries (one per seed) share."""
     sec = outline.sections[i]
     payload = {
@@ -244,6 +259,8 @@ def _section_key(outline: OutlineFile, i: int, expert: _Expert, base: str) -> st
         "prompt": sec.prompt,
         "params": outline.params(i).model_dump(mode="json"),
         "precision": outline.precision,
+        "vocabulary": outline.vocabulary,
+        "corpus": corpus,
         "base": base,
         "expert_manifest": expert.identity,
     }
@@ -316,12 +333,19 @@ def compose(
     selected = parse_sections(sections, len(outline.sections))
     experts, base_fp = _experts(cfg, outline)
     # a precision this machine or base cannot take is refused before anything is written
-    host_for = partial(load_host, cfg, precision=_precision(cfg, outline), max_batch=max_batch)
+    corpus = _corpus_signature(cfg, outline)
+    host_for = partial(
+        load_host,
+        cfg,
+        precision=_precision(cfg, outline),
+        max_batch=max_batch,
+        vocabulary_of=base_fp if corpus is not None else None,
+    )
     t_open = time.monotonic()
     retriever, notes = _provenance_retriever(cfg, provenance)
     t_open = time.monotonic() - t_open
     try:
-        doc = _compose(cfg, outline, outline_path, seed, selected, experts, base_fp, progress, host_for)
+        doc = _compose(cfg, outline, outline_path, seed, selected, experts, (base_fp, corpus), progress, host_for)
         if retriever is not None:
             t1 = time.monotonic()
             doc.provenance = _sources(cfg, retriever, doc.sections, provenance, notes)
@@ -357,15 +381,16 @@ def _compose(
     seed: int,
     selected: list[int] | None,
     experts: dict[str, _Expert],
-    base_fp: str,
+    inputs: tuple[str, dict[str, Any] | None],
     progress: Progress,
     host_for: Callable[[dict[str, _Expert]], Any],
 ) -> ComposedDocument:
+    """`inputs`: the base's fingerprint and the corpus signature the vocabulary comes from (None: all of it)."""
     for warning in _unimproved(experts):
         progress.log(warning)
     store = cfg.work_path / "compose" / "sections"
     n = len(outline.sections)
-    keys = [_section_key(outline, i, experts[outline.sections[i].expert], base_fp) for i in range(n)]
+    keys = [_section_key(outline, i, experts[outline.sections[i].expert], *inputs) for i in range(n)]
     paths = [_entry_path(store, k, seed) for k in keys]
 
     with work_lock(cfg.work_path / "compose" / "compose.lock"):
@@ -470,6 +495,9 @@ def _generate(
     names = sorted({outline.sections[i].expert for i in todo})
     progress.log(f"loading the base model and {len(names) - (BASE_EXPERT in names)} expert(s)")
     host = host_for({name: experts[name] for name in names})
+    if host.vocabulary is not None:
+        allowed, vocab = host.vocabulary
+        progress.log(f"writing with the corpus's vocabulary: {allowed:,} of the base's {vocab:,} tokens")
     chain_sections = [
         ChainSection(
             index=i,
@@ -554,14 +582,26 @@ def _copy_guards(cfg: ProjectConfig, sections: Iterable[ChainSection]) -> dict[i
 
 
 def load_host(
-    cfg: ProjectConfig, experts: dict[str, _Expert], *, precision: Precision, max_batch: int | None = None
+    cfg: ProjectConfig,
+    experts: dict[str, _Expert],
+    *,
+    precision: Precision,
+    max_batch: int | None = None,
+    vocabulary_of: str | None = None,
 ) -> Any:
     """The base once, on the device and in the dtype of `precision` (see `_precision`), with every needed expert
-    attached."""
+    attached; `vocabulary_of` (the base's fingerprint): limited to the corpus's vocabulary."""
     from ..training.base import load_base_model
     from .host import ExpertHost
 
     model, tokenizer = load_base_model(cfg, device=precision.device, dtype=precision.dtype)
     lora = {n: e.adapter for n, e in experts.items() if e.method == "lora" and e.adapter is not None}
     freeze = {n: e.adapter / "trained.safetensors" for n, e in experts.items() if e.method == "freeze" and e.adapter}
-    return ExpertHost(model, tokenizer, lora=lora, freeze=freeze, max_batch=max_batch)
+    host = ExpertHost(model, tokenizer, lora=lora, freeze=freeze, max_batch=max_batch)
+    if vocabulary_of is not None:
+        from .vocabulary import corpus_vocabulary
+
+        ids = corpus_vocabulary(cfg, tokenizer, host.token_texts(), vocabulary_of)
+        if ids is not None:
+            host.restrict_vocabulary(ids)
+    return host

@@ -1,0 +1,32 @@
+"""An output layer that scores a subset of the vocabulary (see `vocabulary.py`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class SubsetHead(torch.nn.Module):
+    """Stands in for a linear output layer: scores only the ids in `index`, every other id gets -inf. Holds the
+    same weight (and bias) Parameters under the same names; `refresh` after their values change (a freeze
+    expert swapped in)."""
+
+    def __init__(self, head: torch.nn.Linear, index: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = head.weight
+        self.bias = head.bias
+        self.index = index
+        self.rows: torch.Tensor
+        self.row_bias: torch.Tensor | None
+        self.refresh()
+
+    def refresh(self) -> None:
+        with torch.no_grad():
+            self.rows = self.weight.index_select(0, self.index)
+            self.row_bias = self.bias.index_select(0, self.index) if self.bias is not None else None
+
+    def forward(self, hidden: Any) -> Any:
+        scores = torch.nn.functional.linear(hidden, self.rows, self.row_bias)
+        out = scores.new_full((*scores.shape[:-1], self.weight.shape[0]), float("-inf"))
+        return out.index_copy_(-1, self.index, scores)
