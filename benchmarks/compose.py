@@ -3,7 +3,7 @@ or on a real base.
 
     python benchmarks/compose.py [--experts 7] [--steps 2] [--max-new-tokens 48] [--candidates 3]
                                  [--threads 1] [--kv auto|narrow|full] [--lean-batch 11] [--size 124m|tiny]
-                                 [--base DIR] [--keep DIR]
+                                 [--base DIR [--corpus FILE]] [--keep DIR]
 
 Both sides write the same document: `experts` sections, each `steps` chaining steps of `max-new-tokens`
 tokens from a prompt of `prompt-tokens` tokens (random-init weights and random-init LoRA adapters: speed and
@@ -11,6 +11,9 @@ memory do not depend on what the weights say; a tiny model's figures are dominat
 `--base DIR` uses a real transformers model directory instead (e.g. Gemma 3 270M: 262k vocabulary, so the
 output layer and per-row sampling weigh far more than in GPT-2's 50k), with random LoRA adapters on its
 q_proj/k_proj/v_proj/o_proj, and prompts of real Korean text cut to `prompt-tokens` of its tokenizer's tokens.
+`--corpus FILE` (with `--base`) gives the host compose's default `vocabulary: corpus` for that corpus (e.g.
+/work/shared/data/koconovel/corpus.jsonl): its output layer scores only those ids; the recipe keeps the whole
+vocabulary, as the recipe did.
 
 - recipe: each expert is its own full model (base with its LoRA merged in), all resident; sections are
   generated one after another at batch 1 with HF sampling (top-k 30, top-p 0.95, repetition_penalty 2.0).
@@ -358,7 +361,9 @@ def main() -> None:
     ap.add_argument("--experts", type=int, default=7)
     ap.add_argument("--steps", type=int, default=2, help="chaining steps per section")
     ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--candidates", type=int, default=3, help="host rows per section and step")
+    ap.add_argument(
+        "--candidates", type=int, default=None, help="host rows per section and step (default: compose's default)"
+    )
     ap.add_argument("--prompt-tokens", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", choices=["124m", "tiny"], default="124m")
@@ -378,6 +383,10 @@ def main() -> None:
     ap.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.candidates is None:
+        from ensemble.composition.config import GenerationParams
+
+        args.candidates = GenerationParams().candidates
 
     import torch
 

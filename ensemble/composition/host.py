@@ -315,7 +315,9 @@ class ExpertHost:
             self._exempt_mask(vocab) if needs_exempt else None,
             decodable=min(vocab, len(tok)),
             precision=self.precision,
-            allowed=self._allowed,
+            allowed=self._allowed if self._head is None else None,
+            columns=self._head.index if self._head is not None else None,
+            vocab_size=vocab,
         )
         stored = torch.bfloat16 if self.narrow_kv else next(self.model.parameters()).dtype
         cache = narrow_cache(stored, width + max_new)
@@ -489,6 +491,10 @@ class RowSampler:
     model's vocabulary may be padded past its tokenizer's). It also records each chosen token's
     log-probability under the unmodified logits. Scores holding NaN or +inf (the model overflowed its number
     format) raise NumericsError naming `precision`, the dtype the model computes in.
+
+    The scores hold every id of the vocabulary, of which `allowed` (a mask) may be written; or, with `columns`,
+    only those ids (column j: id columns[j], out of `vocab_size`): all the work then stays that narrow, and
+    only the one-hot choice handed back spans the vocabulary.
     """
 
     def __init__(
@@ -501,15 +507,29 @@ class RowSampler:
         decodable: int | None = None,
         precision: str = "float32",
         allowed: Any = None,
+        columns: Any = None,
+        vocab_size: int | None = None,
     ) -> None:
         import torch
 
         self.precision = precision
-        self.allowed = allowed
         self.sampling = list(sampling)
         self.starts = list(starts)
         self.exempt = exempt
         self.decodable = decodable
+        self.allowed = allowed
+        self.columns = columns
+        self.vocab_size = vocab_size
+        self._column_of: Any = None  # id -> its column, -1 where it has none
+        self._column_ids: list[int] = []
+        self._columns_by_id: dict[int, int] = {}
+        if columns is not None:
+            if vocab_size is None:
+                raise ValueError("columns need vocab_size")
+            self._column_ids = columns.tolist()
+            self._column_of = torch.full((vocab_size,), -1, dtype=torch.long, device=columns.device)
+            self._column_of[columns] = torch.arange(len(self._column_ids), device=columns.device)
+            self._columns_by_id = {i: c for c, i in enumerate(self._column_ids)}
         self.generators = [torch.Generator().manual_seed(int(s) & 0x7FFF_FFFF_FFFF_FFFF) for s in seeds]
         self._chosen: list[Any] = []
 
@@ -524,37 +544,40 @@ class RowSampler:
         import torch
 
         scores = scores.float()
-        b, vocab = scores.shape
+        b, width = scores.shape
         broken = (torch.isnan(scores) | torch.isposinf(scores)).any(dim=-1)
         if self.allowed is not None:  # also undoes a soft cap, which turns the output layer's -inf into -cap
-            scores = scores.masked_fill(~self.allowed[:vocab], float("-inf"))
+            scores = scores.masked_fill(~self.allowed[:width], float("-inf"))
         logp = torch.log_softmax(scores, dim=-1)
         x = self._penalize(input_ids, scores)
         x = x.clone() if x is scores else x
-        if self.decodable is not None and self.decodable < vocab:
-            x[:, self.decodable :] = float("-inf")
+        self._mask_undecodable(x)
         self._ban_ngrams(input_ids, x)
         # The whole batch's candidates in one pass on the device and one copy to the host; only the draws,
         # each from its row's own generator over at most top_k values, go row by row.
         finite = torch.isfinite(x).any(dim=-1)
         greedy = x.argmax(dim=-1)
-        k = max((self._k(s, vocab) for s in self.sampling if s.temperature != 0), default=0)
+        k = max((self._k(s, width) for s in self.sampling if s.temperature != 0), default=0)
         values, index = torch.topk(x, k, dim=-1) if k else (x[:, :0], greedy[:, None][:, :0])
         flags, greedy, values, index = torch.stack([finite, broken]).cpu(), greedy.cpu(), values.cpu(), index.cpu()
         finite, broken = flags
         if bool(broken.any()):
             raise NumericsError(overflow_message(int(broken.sum()), b, self.precision))
-        choice = []
+        choice = []  # columns of `scores`
         for r, s in enumerate(self.sampling):
             if not finite[r]:
                 choice.append(0)
             elif s.temperature == 0:
                 choice.append(int(greedy[r]))
             else:
-                choice.append(self._draw(values[r, : self._k(s, vocab)], index[r], s, self.generators[r]))
+                choice.append(self._draw(values[r, : self._k(s, width)], index[r], s, self.generators[r]))
         chosen = torch.tensor(choice, device=scores.device)
         self._chosen.append(logp.gather(1, chosen[:, None])[:, 0].cpu())
-        out = torch.full_like(scores, float("-inf"))
+        if self.columns is None:
+            out = torch.full_like(scores, float("-inf"))
+        else:
+            chosen = torch.tensor([self._column_ids[c] for c in choice], device=scores.device)
+            out = scores.new_full((b, self.vocab_size), float("-inf"))
         out.scatter_(1, chosen[:, None], 0.0)
         return out
 
@@ -562,17 +585,29 @@ class RowSampler:
     def _k(s: Sampling, vocab: int) -> int:
         return s.top_k if s.top_k and s.top_k < vocab else vocab
 
+    def _mask_undecodable(self, x: Any) -> None:
+        """Ids past the tokenizer (a padded vocabulary) are never chosen."""
+        if self.decodable is None:
+            return
+        if self.columns is None:
+            if self.decodable < x.shape[1]:
+                x[:, self.decodable :] = float("-inf")
+        elif self._column_ids and self._column_ids[-1] >= self.decodable:
+            x[:, self.columns >= self.decodable] = float("-inf")
+
     def _ban_ngrams(self, input_ids: Any, x: Any) -> None:
         """No-repeat n-grams: each row's banned next tokens set to -inf in place, in one indexed write."""
         if not any(s.no_repeat_ngram_size for s in self.sampling):
             return
         ids_list = input_ids.tolist()
+        column = (lambda i: i) if self.columns is None else self._columns_by_id.get
         rows, cols = [], []
         for r, s in enumerate(self.sampling):
             if s.no_repeat_ngram_size:
-                banned = _banned(ids_list[r][self.starts[r] :], s.no_repeat_ngram_size)
+                banned = [column(i) for i in _banned(ids_list[r][self.starts[r] :], s.no_repeat_ngram_size)]
+                banned = sorted(c for c in banned if c is not None)
                 rows += [r] * len(banned)
-                cols += sorted(banned)
+                cols += banned
         if rows:
             x[rows, cols] = float("-inf")
 
@@ -589,11 +624,16 @@ class RowSampler:
         use_exempt = torch.tensor([s.penalty_exempt_particles for s in self.sampling], device=dev)[:, None]
         if self.exempt is not None:
             valid &= ~(self.exempt[input_ids] & use_exempt)
+        cols = input_ids
+        if self._column_of is not None:  # an id with no column cannot be written, so has nothing to penalise
+            cols = self._column_of[input_ids]
+            valid &= cols >= 0
+            cols = cols.clamp(min=0)
         p = torch.tensor(pens, device=dev, dtype=scores.dtype)[:, None]
-        g = scores.gather(1, input_ids)
+        g = scores.gather(1, cols)
         penalized = torch.where(g < 0, g * p, g / p)
         # Invalid positions write into an extra column that is dropped, so they never count.
-        index = torch.where(valid, input_ids, torch.full_like(input_ids, scores.shape[1]))
+        index = torch.where(valid, cols, torch.full_like(cols, scores.shape[1]))
         ext = torch.cat([scores, scores.new_zeros(b, 1)], dim=1)
         ext.scatter_(1, index, torch.where(valid, penalized, penalized.new_zeros(())))
         return ext[:, :-1]

@@ -8,9 +8,9 @@ import torch
 
 
 class SubsetHead(torch.nn.Module):
-    """Stands in for a linear output layer: scores only the ids in `index`, every other id gets -inf. Holds the
-    same weight (and bias) Parameters under the same names; `refresh` after their values change (a freeze
-    expert swapped in)."""
+    """Stands in for a linear output layer: scores only the ids in `index`, in that order (column j: id
+    index[j]; the host's sampler maps them back). Holds the same weight (and bias) Parameters under the same
+    names; `refresh` after their values change (a freeze expert swapped in)."""
 
     def __init__(self, head: torch.nn.Linear, index: torch.Tensor) -> None:
         super().__init__()
@@ -27,6 +27,4 @@ class SubsetHead(torch.nn.Module):
             self.row_bias = self.bias.index_select(0, self.index) if self.bias is not None else None
 
     def forward(self, hidden: Any) -> Any:
-        scores = torch.nn.functional.linear(hidden, self.rows, self.row_bias)
-        out = scores.new_full((*scores.shape[:-1], self.weight.shape[0]), float("-inf"))
-        return out.index_copy_(-1, self.index, scores)
+        return torch.nn.functional.linear(hidden, self.rows, self.row_bias)

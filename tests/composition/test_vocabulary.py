@@ -3,6 +3,7 @@ output layer over them alone, and a row still depends on nothing but its own pro
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from compose_kit import CORPUS, SECTIONS
 from test_host import GREEDY, PROMPTS, SAMPLED, make_host, rows
@@ -127,8 +128,6 @@ def test_compose_writes_only_the_corpus_characters_and_the_setting_is_part_of_ea
 
 
 def test_a_corpus_that_cannot_be_read_is_an_error_naming_the_setting(project):
-    import pytest
-
     from ensemble.core.errors import ConfigError
 
     outline = _with_corpus(project)
@@ -137,3 +136,36 @@ def test_a_corpus_that_cannot_be_read_is_an_error_naming_the_setting(project):
     (project.root / "corpus").rmdir()
     with pytest.raises(ConfigError, match=r"vocabulary: corpus reads the corpus.*set vocabulary: all"):
         compose(project.cfg, outline, seed=3)
+
+
+def test_the_sampler_on_narrow_columns_chooses_what_it_chooses_on_the_masked_vocabulary():
+    import torch
+
+    from ensemble.composition.host import RowSampler
+    from ensemble.composition.types import Sampling
+
+    vocab, decodable = 60, 56  # a padded vocabulary: ids 56-59 are never written
+    columns = torch.tensor([1, 2, 3, 5, 8, 13, 21, 34, 40, 41, 42, 55, 57])
+    allowed = torch.zeros(vocab, dtype=torch.bool)
+    allowed[columns] = True
+    settings = [
+        Sampling(8, 1.0, 5, 0.9, 1.3, False, 2),
+        Sampling(8, 0.0, 30, 0.95, 1.5, False, 0),
+        Sampling(8, 0.7, 4, 1.0, 1.0, False, 3),
+    ]  # top-k within the narrow width: both draw from the same k values with the same generator
+
+    def sampler(**kw):
+        return RowSampler(settings, [1, 2, 3], [1, 1, 1], None, decodable=decodable, **kw)
+
+    narrow, masked = sampler(columns=columns, vocab_size=vocab), sampler(allowed=allowed)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.tensor([[7, 2, 3], [7, 5, 40], [7, 9, 2]])  # 7 and 9: ids without a column
+    for _ in range(8):
+        scores = torch.randn(3, vocab, generator=gen) * 3
+        a = narrow(ids, scores[:, columns])
+        b = masked(ids, scores)
+        assert a.shape == b.shape == (3, vocab) and torch.equal(a.argmax(-1), b.argmax(-1))
+        assert allowed[a.argmax(-1)].all() and (a.argmax(-1) < decodable).all()
+        ids = torch.cat([ids, a.argmax(-1)[:, None]], dim=1)
+    for a, b in zip(narrow.logprobs(), masked.logprobs(), strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
