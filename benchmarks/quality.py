@@ -213,15 +213,18 @@ def guards(enabled: bool) -> Iterator[dict[str, Any]]:
     if "guards" in GenerationParams.model_fields:
         yield {"guards": False}
         return
-    from ensemble.composition import guard
+    import re
 
-    saved = guard.RepeatGuard.rejects, guard.CopyGuard.rejects
+    from ensemble.composition import chain, guard
+
+    saved = guard.RepeatGuard.rejects, guard.CopyGuard.rejects, chain._MARKUP
     guard.RepeatGuard.rejects = lambda self, sentence: False  # type: ignore[method-assign]
     guard.CopyGuard.rejects = lambda self, sentence: False  # type: ignore[method-assign]
+    chain._MARKUP = re.compile(r"(?!)")  # matches nothing: the markup guard off too
     try:
         yield {}
     finally:
-        guard.RepeatGuard.rejects, guard.CopyGuard.rejects = saved  # type: ignore[method-assign]
+        guard.RepeatGuard.rejects, guard.CopyGuard.rejects, chain._MARKUP = saved  # type: ignore[method-assign]
 
 
 def set_corpus(config: Path, corpus: Path) -> None:
