@@ -169,3 +169,9 @@ def test_the_sampler_on_narrow_columns_chooses_what_it_chooses_on_the_masked_voc
         ids = torch.cat([ids, a.argmax(-1)[:, None]], dim=1)
     for a, b in zip(narrow.logprobs(), masked.logprobs(), strict=True):
         assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_a_project_without_a_corpus_composes_with_the_whole_vocabulary(project):
+    doc = compose(project.cfg, project.outline(), seed=3)  # ensemble.yaml names no corpus
+    assert all(s.paragraphs for s in doc.sections)
+    assert not (project.work / "compose" / "vocabulary.json").exists()
