@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import regex as re
 
 from ..core.errors import ArtifactError, NumericsError
+from ..training.dtypes import dtype_name
 from ..training.registry import quiet_peft
 from .config import BASE_EXPERT
 from .kv_cache import cache_keyword, forward_parameters, narrow_cache
@@ -95,7 +96,7 @@ class ExpertHost:
         self.device = next(model.parameters()).device
         self.max_batch = max_batch  # None: from KV_BUDGET, per generation length
         self._weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        self.precision = str(next(model.parameters()).dtype).removeprefix("torch.")
+        self.precision = dtype_name(next(model.parameters()).dtype)
         self._kv_per_position = _kv_values_per_position(model.config)
         # None: a bfloat16 KV cache when the model computes in float32 (a CPU), else the model's own dtype.
         self.narrow_kv = narrow_kv if narrow_kv is not None else next(model.parameters()).dtype == torch.float32
@@ -204,13 +205,12 @@ class ExpertHost:
         from .subset_head import SubsetHead
 
         head = self._base_model.get_output_embeddings()
-        weight = getattr(head, "weight", None)
-        if weight is None or weight.dim() != 2 or not isinstance(head, torch.nn.Linear):
+        if not isinstance(head, torch.nn.Linear):
             raise ArtifactError(
                 "this base's output layer is not a plain linear layer, so compose cannot limit it to the "
                 "corpus's tokens; set `vocabulary: all` in the outline"
             )
-        vocab = weight.shape[0]
+        vocab = head.weight.shape[0]
         index = torch.tensor(sorted({int(i) for i in ids if 0 <= int(i) < vocab}), dtype=torch.long)
         if len(index) < SUBSET_HEAD_SHARE * vocab:  # else its copy of the rows costs more memory than it saves time
             self._head = SubsetHead(head, index.to(self.device))

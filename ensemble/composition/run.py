@@ -33,6 +33,7 @@ from .config import BASE_EXPERT, OutlineFile, load_outline
 from .guard import CopyGuard
 from .provenance import Provenance, footnote
 from .render import paragraph_texts, render
+from .vocabulary import corpus_signature, corpus_vocabulary, vocabulary_key
 
 if TYPE_CHECKING:
     from ..training.runtime import Precision
@@ -186,13 +187,12 @@ def _experts(cfg: ProjectConfig, outline: OutlineFile) -> tuple[dict[str, _Exper
 
 def _precision(cfg: ProjectConfig, outline: OutlineFile) -> Precision:
     """The outline's precision on this machine and base; one it cannot take is an error naming the outline."""
-    from ..training.base import base_model_type
-    from ..training.runtime import resolve_precision
+    from ..training.base import inference_precision
 
     try:
-        return resolve_precision(outline.precision, model_type=base_model_type(cfg), training=False)
+        return inference_precision(cfg, outline.precision)
     except ConfigError as e:
-        raise outline.error(e.message.replace("training needs", "needs"), "precision") from None
+        raise outline.error(e.message, "precision") from None
 
 
 def _unimproved(experts: dict[str, _Expert]) -> list[str]:
@@ -238,8 +238,6 @@ def _corpus_signature(cfg: ProjectConfig, outline: OutlineFile) -> dict[str, Any
     whole vocabulary is used (`vocabulary: all`, or ensemble.yaml names no corpus)."""
     if outline.vocabulary != "corpus" or not cfg.corpus:
         return None
-    from .vocabulary import corpus_signature
-
     try:
         return corpus_signature(cfg)
     except CorpusError as e:
@@ -248,7 +246,7 @@ def _corpus_signature(cfg: ProjectConfig, outline: OutlineFile) -> dict[str, Any
         ) from None
 
 
-def _section_key(outline: OutlineFile, i: int, expert: _Expert, base: str, corpus: dict[str, Any] | None = None) -> str:
+def _section_key(outline: OutlineFile, i: int, expert: _Expert, base: str, corpus: dict[str, Any] | None) -> str:
     """The section's own inputs but the seed: what its cache entries (one per seed) share."""
     sec = outline.sections[i]
     payload = {
@@ -332,14 +330,14 @@ def compose(
     outline = load_outline(outline_path)
     selected = parse_sections(sections, len(outline.sections))
     experts, base_fp = _experts(cfg, outline)
-    # a precision this machine or base cannot take is refused before anything is written
     corpus = _corpus_signature(cfg, outline)
     host_for = partial(
         load_host,
         cfg,
+        # a precision this machine or base cannot take is refused before anything is written
         precision=_precision(cfg, outline),
         max_batch=max_batch,
-        vocabulary_of=base_fp if corpus is not None else None,
+        vocabulary=vocabulary_key(corpus, base_fp) if corpus is not None else None,
     )
     t_open = time.monotonic()
     retriever, notes = _provenance_retriever(cfg, provenance)
@@ -587,10 +585,10 @@ def load_host(
     *,
     precision: Precision,
     max_batch: int | None = None,
-    vocabulary_of: str | None = None,
+    vocabulary: str | None = None,
 ) -> Any:
     """The base once, on the device and in the dtype of `precision` (see `_precision`), with every needed expert
-    attached; `vocabulary_of` (the base's fingerprint): limited to the corpus's vocabulary."""
+    attached; with `vocabulary` (a `vocabulary_key`), limited to the corpus's vocabulary."""
     from ..training.base import load_base_model
     from .host import ExpertHost
 
@@ -598,10 +596,8 @@ def load_host(
     lora = {n: e.adapter for n, e in experts.items() if e.method == "lora" and e.adapter is not None}
     freeze = {n: e.adapter / "trained.safetensors" for n, e in experts.items() if e.method == "freeze" and e.adapter}
     host = ExpertHost(model, tokenizer, lora=lora, freeze=freeze, max_batch=max_batch)
-    if vocabulary_of is not None:
-        from .vocabulary import corpus_vocabulary
-
-        ids = corpus_vocabulary(cfg, tokenizer, host.token_texts(), vocabulary_of)
+    if vocabulary is not None:
+        ids = corpus_vocabulary(cfg, tokenizer, host.token_texts(), vocabulary)
         if ids is not None:
             host.restrict_vocabulary(ids)
     return host

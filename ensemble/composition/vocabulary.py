@@ -86,18 +86,16 @@ def corpus_signature(cfg: ProjectConfig) -> dict[str, Any]:
     }
 
 
-def corpus_vocabulary(cfg: ProjectConfig, tokenizer: Any, token_texts: Sequence[str], base: str) -> list[int] | None:
-    """`allowed_ids` over the project's corpus, cut into passages as build-index cuts it, for `tokenizer` (the
-    base `base` fingerprints); the end-of-text token is always allowed. None: the corpus has no passage."""
-    key = _key(corpus_signature(cfg), base)
+def corpus_vocabulary(cfg: ProjectConfig, tokenizer: Any, token_texts: Sequence[str], key: str) -> list[int] | None:
+    """`allowed_ids` over the project's corpus, cut into passages as build-index cuts it, for `tokenizer`; `key`
+    (`vocabulary_key`) identifies the corpus and base it is cached for. None: the corpus has no passage."""
     path = cfg.work_path / "compose" / "vocabulary.json"
     cached = _cached(path, key)
     if cached is not None:
         return cached
-    from ..corpus.load import read_documents
-    from ..corpus.passages import split_passages_many
+    from ..corpus.passages import passage_texts
 
-    passages = [p.text for ps in split_passages_many(list(read_documents(cfg)), cfg.passages) for p in ps]
+    passages = passage_texts(cfg)
     if not passages:
         return None
     ids = tokenizer_allowed_ids(tokenizer, passages, token_texts)
@@ -105,7 +103,8 @@ def corpus_vocabulary(cfg: ProjectConfig, tokenizer: Any, token_texts: Sequence[
     return ids
 
 
-def _key(signature: dict[str, Any], base: str) -> str:
+def vocabulary_key(signature: dict[str, Any], base: str) -> str:
+    """What a cached vocabulary was computed for: the corpus (`corpus_signature`) and the base's fingerprint."""
     payload = json.dumps({"format": FORMAT, "corpus": signature, "base": base}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..config.project import PassagesConfig
+from ..config.project import PassagesConfig, ProjectConfig
 from ..text.sentences import split_many
 from .types import Document, Passage
 
@@ -120,6 +120,13 @@ def _passages(doc: Document, groups: list[list[_Unit]]) -> list[Passage]:
 def split_passages(doc: Document, cfg: PassagesConfig, splitter: Splitter = split_many) -> list[Passage]:
     """Passages of one document, ids `<doc id>#0`, `#1`, …; a sentence is cut only if it alone is too long."""
     return split_passages_many([doc], cfg, splitter)[0]
+
+
+def passage_texts(cfg: ProjectConfig) -> list[str]:
+    """The text of every passage of the project's corpus, cut as build-index cuts it."""
+    from .load import read_documents
+
+    return [p.text for ps in split_passages_many(list(read_documents(cfg)), cfg.passages) for p in ps]
 
 
 def split_passages_many(

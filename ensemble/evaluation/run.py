@@ -218,15 +218,14 @@ def _ppl_of(nlls: Sequence[Any]) -> float | None:
 
 def _precision(cfg: ProjectConfig, precision: str) -> Precision:
     """`precision` on this machine and base, or an error naming the option."""
-    from ..training.base import base_model_type
-    from ..training.runtime import resolve_precision
+    from ..training.base import inference_precision
 
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}", key="--precision")
     try:
-        return resolve_precision(precision, model_type=base_model_type(cfg), training=False)
+        return inference_precision(cfg, precision)
     except ConfigError as e:
-        raise ConfigError(e.message.replace("training needs", "needs"), key="--precision") from None
+        raise ConfigError(e.message, key="--precision") from None
 
 
 def evaluate(

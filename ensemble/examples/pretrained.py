@@ -56,10 +56,9 @@ def load_tokenize(base_model: str) -> tuple[Callable[[list[str]], list[int]], in
 def corpus_block_size(cfg: ProjectConfig, base_model: str) -> tuple[int, str]:
     """block_size for `base_model` on the project's corpus, cut into passages as build-index cuts it, and how it
     was measured."""
-    from ..corpus.load import read_documents
-    from ..corpus.passages import split_passages_many
+    from ..corpus.passages import passage_texts
 
-    texts = [p.text for ps in split_passages_many(list(read_documents(cfg)), cfg.passages) for p in ps]
+    texts = passage_texts(cfg)
     found = load_tokenize(base_model)
     if found is None:
         counts = [len(t) for t in texts]

@@ -10,7 +10,7 @@ from typing import Any
 from ..config.project import ProjectConfig
 from ..core.artifacts import sha256_file, write_json_atomic
 from ..core.errors import ArtifactError
-from .runtime import quiet_hf
+from .runtime import Precision, quiet_hf, resolve_precision
 
 _FINGERPRINT_CACHE = ".ensemble-fingerprint.json"
 _TOKENIZER_FILES = (
@@ -72,6 +72,11 @@ def base_model_type(cfg: ProjectConfig) -> str | None:
             return AutoConfig.from_pretrained(cfg.base_model_path, **common).model_type
     except (OSError, ValueError):
         return None
+
+
+def inference_precision(cfg: ProjectConfig, precision: str) -> Precision:
+    """`precision` for composing or scoring with this base on this machine (ConfigError where it cannot be)."""
+    return resolve_precision(precision, model_type=base_model_type(cfg), training=False)
 
 
 def load_base_model(cfg: ProjectConfig, *, device: str | None = None, dtype: Any = None) -> tuple[Any, Any]:

@@ -56,7 +56,8 @@ def resolve_precision(precision: str, *, model_type: str | None = None, training
         )
     if precision == "fp16" and not cuda:
         raise ConfigError(
-            "fp16 training needs a CUDA GPU and none is visible; use precision: auto or fp32 (or bf16)",
+            f"fp16 {'training ' if training else ''}needs a CUDA GPU and none is visible; use precision: auto or "
+            "fp32 (or bf16)",
             key="precision",
         )
     if precision == "bf16" and cuda and not bf16_ok:

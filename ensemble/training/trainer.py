@@ -18,6 +18,7 @@ from ..core.errors import ConfigError, NumericsError
 from ..core.progress import NullProgress, Progress
 from .config import TrainParams
 from .dataset import LMDataset
+from .dtypes import dtype_name
 from .runtime import Precision, peak_memory, reset_peak_memory
 from .schedule import block_lr, lowest_trainable
 
@@ -102,7 +103,7 @@ def perplexity(
     if total_tokens == 0:
         return float("nan")
     if not math.isfinite(total_nll):
-        name = precision.name if precision else str(next(model.parameters()).dtype).removeprefix("torch.")
+        name = precision.name if precision else dtype_name(next(model.parameters()).dtype)
         raise NumericsError(f"the validation loss is {total_nll} in {name}: {overflow_advice(name)}")
     return math.exp(min(total_nll / total_tokens, 50.0))
 
