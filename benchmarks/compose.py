@@ -2,8 +2,8 @@
 or on a real base.
 
     python benchmarks/compose.py [--experts 7] [--steps 2] [--max-new-tokens 48] [--candidates 3]
-                                 [--threads 1] [--kv auto|narrow|full] [--lean-batch 11] [--size 124m|tiny]
-                                 [--base DIR [--corpus FILE]] [--keep DIR]
+                                 [--threads 1] [--kv auto|narrow|full] [--matmul auto|packed|plain]
+                                 [--lean-batch 11] [--size 124m|tiny] [--base DIR [--corpus FILE]] [--keep DIR]
 
 Both sides write the same document: `experts` sections, each `steps` chaining steps of `max-new-tokens`
 tokens from a prompt of `prompt-tokens` tokens (random-init weights and random-init LoRA adapters: speed and
@@ -21,7 +21,9 @@ vocabulary, as the recipe did.
   step is ONE call holding all sections × `candidates` rows, each row with its own adapter and seed; run
   twice: with the default rows per forward pass (as many as keep the KV cache within a quarter of the
   weights: here all 21 in one pass) and with `--lean-batch` rows per pass (21 rows go as 11 + 10: less
-  memory, fewer tokens/s). On a CPU the host keeps its KV cache in bfloat16 (`--kv`).
+  memory, fewer tokens/s), and a third time with torch's own matmuls instead of weights pre-packed for oneDNN
+  ("host plain"; the host packs by default on a CPU in float32, `--matmul`). On a CPU the host keeps its KV
+  cache in bfloat16 (`--kv`).
 
 "document" tokens count only the kept candidate: the headline, the speed a writer feels (the host samples 3
 candidates per step to keep the best, the recipe samples one); "generated" tokens count every candidate, the
@@ -248,7 +250,12 @@ def run_host(root: Path, args) -> dict:
     names = [f"expert{e}" for e in range(args.experts)]
     narrow = {"auto": None, "narrow": True, "full": False}[args.kv]
     host = host_mod.ExpertHost(
-        base, tok, lora={n: root / n for n in names}, narrow_kv=narrow, max_batch=args.max_batch or None
+        base,
+        tok,
+        lora={n: root / n for n in names},
+        narrow_kv=narrow,
+        max_batch=args.max_batch or None,
+        packed=None if args.matmul == "auto" else args.matmul == "packed",
     )
     if args.corpus:
         from ensemble.composition.vocabulary import tokenizer_allowed_ids
@@ -343,7 +350,7 @@ ROLES = {"recipe": run_recipe, "host": run_host, "one": run_one}
 
 def child(role: str, root: Path, args, **override) -> dict:
     cmd = [sys.executable, __file__, "--role", role, "--root", str(root)]
-    keys = ("experts", "steps", "max_new_tokens", "candidates", "threads", "prompt_tokens", "size", "kv")
+    keys = ("experts", "steps", "max_new_tokens", "candidates", "threads", "prompt_tokens", "size", "kv", "matmul")
     for key in (*keys, "max_batch"):
         cmd += [f"--{key.replace('_', '-')}", str(override.get(key, getattr(args, key)))]
     if args.base:
@@ -372,6 +379,12 @@ def main() -> None:
     )
     ap.add_argument("--max-batch", type=int, default=0, help="host rows per forward pass (0: the host's default)")
     ap.add_argument("--lean-batch", type=int, default=11, help="rows per pass of the memory-saving host run")
+    ap.add_argument(
+        "--matmul",
+        choices=["auto", "packed", "plain"],
+        default="auto",
+        help="host matmuls: pre-packed oneDNN weights (the host's default on a CPU in float32) or torch's own",
+    )
     ap.add_argument("--base", type=Path, help="a real transformers model directory instead of the random GPT-2 shape")
     ap.add_argument("--keep", type=Path, help="build the models here once and reuse them")
     ap.add_argument(
@@ -422,6 +435,7 @@ def main() -> None:
             "recipe": child("recipe", root, args),
             "host": child("host", root, args),
             "host_lean": child("host", root, args, max_batch=args.lean_batch),
+            "host_plain": child("host", root, args, matmul="plain"),
         }
 
     mem = {k: (r["peak_rss"] - r["libraries_rss"]) / 2**20 for k, r in res.items()}
@@ -437,6 +451,7 @@ def main() -> None:
     cols = [
         ("host", "host" if not args.max_batch else f"host {args.max_batch}r"),
         ("host_lean", f"host {args.lean_batch}r"),
+        ("host_plain", "host plain"),
     ]
     print(f"{'':30}{'recipe':>10}" + "".join(f"{label:>11}{'÷recipe':>9}" for _, label in cols))
 

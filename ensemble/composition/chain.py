@@ -3,7 +3,9 @@
 Each round, every unfinished section asks for `candidates` continuations of its prompt (the last
 `context_sentences` sentences written), all in one `generate` call. A continuation keeps only its complete
 sentences; the best candidate whose sentences all pass the guards is appended, judged by the mean log-likelihood
-of the tokens it keeps (up to the end of its last complete sentence; the dropped unfinished tail does not count).
+of the tokens it keeps (up to the end of its last complete sentence; the dropped unfinished tail does not count),
+plus `topic_weight` times its topic margin where the section has one (how much more its sentences read like
+its own expert's passages than like another expert's).
 A sentence already written in any section, prompts included, is a repeat.
 A round with no passing candidate is a retry; after `max_retries` of them the section moves on with the
 sentences of the best candidate that did pass, and counts it. A section ends at the first sentence boundary
@@ -43,6 +45,9 @@ _MARKUP = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 MIN_LETTERS = 2
 
 REJECT_REASONS = ("repeat", "copy", "markup", "incomplete")
+
+
+TopicMargin = Callable[[str], float]
 
 
 class Guard(Protocol):
@@ -246,6 +251,7 @@ def _update(
     pieces: Sequence[Sequence[str]],
     repeat: Repeats,
     copy: Guard,
+    topic: TopicMargin | None = None,
 ) -> None:
     p = section.params
     state.tokens += sum(g.tokens for g in gens)
@@ -254,8 +260,12 @@ def _update(
     pending = counted(state.pending)
 
     def score(j: int, n: int) -> float:
-        """Candidate j's mean log-likelihood over what its first n sentences keep of its text."""
-        return kept_logprob(gens[j], found[j][n - 1][1] - pending) if n else gens[j].mean_logprob
+        """Candidate j's mean log-likelihood over what its first n sentences keep of its text, plus its topic
+        margin over those sentences."""
+        value = kept_logprob(gens[j], found[j][n - 1][1] - pending) if n else gens[j].mean_logprob
+        if topic is not None and p.topic_weight and n:
+            value += p.topic_weight * topic(" ".join(complete[j][:n]))
+        return value
 
     verdicts = [_judge(c, repeat, copy, p) for c in complete]
     clean = [j for j, v in enumerate(verdicts) if v is None]
@@ -289,12 +299,14 @@ def run_chain(
     *,
     seed: int = 0,
     copy_guards: Mapping[int, Guard] | None = None,
+    topics: Mapping[int, TopicMargin] | None = None,
     states: Mapping[int, SectionState] | None = None,
     on_round: Callable[[dict[int, SectionState], list[int]], None] | None = None,
     written: Sequence[str] = (),
 ) -> dict[int, SectionState]:
     """Advance every section until each is done; `states` continues sections from a saved point. `written`:
     the sentences of the document's other sections (reused, not generated here), repeats like any other.
+    `topics`: per section index, its topic margin of a text (sections without one are judged by likelihood).
 
     `on_round(states, advanced)` runs after each round (save, report progress); an exception in it stops
     the run with everything up to that round already handed over."""
@@ -335,6 +347,7 @@ def run_chain(
                 [pieces[k] for k in rows],
                 repeats[i],
                 copies.get(i, no_copy),
+                (topics or {}).get(i),
             )
             st[i].seconds += elapsed * len(rows) / len(requests)
         if on_round is not None:

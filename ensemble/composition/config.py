@@ -17,6 +17,7 @@ from ..training.runtime import PrecisionName
 
 BASE_EXPERT = "base"
 VOCABULARY = "corpus"
+TOPIC_WEIGHT = 0.0
 
 
 class GenerationParams(StrictModel):
@@ -60,6 +61,12 @@ class GenerationParams(StrictModel):
         lt=1,
         description="reject a sentence when more than this fraction of its n-grams is in the "
         "expert's training passages (0: any shared n-gram)",
+    )
+    topic_weight: float = Field(
+        TOPIC_WEIGHT,
+        ge=0,
+        description="how much a candidate's lead of its own expert over the others counts beside its likelihood "
+        "(BM25 of its words against each expert's passages, per word); 0: likelihood alone",
     )
     max_retries: int = Field(3, ge=0, description="rounds without a passing candidate before moving on")
     max_steps: int | None = Field(None, gt=0, description="hard cap on chaining steps; unset: 20 + target_chars / 20")

@@ -32,6 +32,7 @@ from ..training.registry import quiet_peft
 from .config import BASE_EXPERT
 from .kv_cache import cache_keyword, forward_parameters, narrow_cache
 from .lora_rows import row_lora_or_none
+from .packed_linear import pack_linears, packing_available
 from .types import Generation, Request, Sampling
 
 PEFT_BASE = "__base__"
@@ -88,6 +89,7 @@ class ExpertHost:
         max_batch: int | None = None,
         narrow_kv: bool | None = None,
         threads: int | None = None,
+        packed: bool | None = None,
     ) -> None:
         import torch
 
@@ -118,6 +120,10 @@ class ExpertHost:
         touched = sorted({n for tensors in self._freeze.values() for n in tensors})
         with torch.no_grad():
             self._originals = {n: self._params[n].detach().clone() for n in touched}
+        # None: multiply with pre-packed weights wherever it can (a CPU in float32; see packed_linear.py).
+        self.packed = packing_available(self.device, next(model.parameters()).dtype) if packed is None else packed
+        layers = pack_linears(self.model) if self.packed else []
+        self._packed_by_weight = {id(layer.weight): layer for layer in layers}
         self._active: str | None = None
         self.swaps = 0
         self._texts: list[str] | None = None
@@ -168,6 +174,10 @@ class ExpertHost:
                     self._params[key].copy_(target[key])
                 elif key in current:
                     self._params[key].copy_(self._originals[key])
+        for key in {*current, *target}:
+            layer = self._packed_by_weight.get(id(self._params[key]))
+            if layer is not None:
+                layer.refresh()
         self._active = name
         self.swaps += 1
         if self._head is not None:
@@ -213,7 +223,7 @@ class ExpertHost:
         vocab = head.weight.shape[0]
         index = torch.tensor(sorted({int(i) for i in ids if 0 <= int(i) < vocab}), dtype=torch.long)
         if len(index) < SUBSET_HEAD_SHARE * vocab:  # else its copy of the rows costs more memory than it saves time
-            self._head = SubsetHead(head, index.to(self.device))
+            self._head = SubsetHead(head, index.to(self.device), packed=self.packed)
             self._base_model.set_output_embeddings(self._head)
         allowed = torch.zeros(vocab, dtype=torch.bool)
         allowed[index] = True

@@ -28,7 +28,7 @@ from ..core.artifacts import read_json, sha256_file, write_json_atomic
 from ..core.errors import ArtifactError, BackendError, ConfigError, CorpusError, EnsembleError
 from ..core.locks import work_lock
 from ..core.progress import NullProgress, Progress
-from .chain import ChainSection, SectionState, run_chain
+from .chain import ChainSection, SectionState, TopicMargin, run_chain
 from .config import BASE_EXPERT, OutlineFile, load_outline
 from .guard import CopyGuard
 from .provenance import Provenance, footnote
@@ -246,9 +246,18 @@ def _corpus_signature(cfg: ProjectConfig, outline: OutlineFile) -> dict[str, Any
         ) from None
 
 
-def _section_key(outline: OutlineFile, i: int, expert: _Expert, base: str, corpus: dict[str, Any] | None) -> str:
-    """The section's own inputs but the seed: what its cache entries (one per seed) share."""
+def _section_key(
+    outline: OutlineFile,
+    i: int,
+    expert: _Expert,
+    base: str,
+    corpus: dict[str, Any] | None,
+    steering: dict[str, str] | None = None,
+) -> str:
+    """The section's own inputs but the seed: what its cache entries (one per seed) share. `steering`: the
+    experts topic steering compares against (name: manifest digest), where it applies to this section."""
     sec = outline.sections[i]
+    steered = steering is not None and sec.expert in steering and outline.params(i).topic_weight > 0
     payload = {
         "format": CACHE_FORMAT,
         "position": i,
@@ -261,6 +270,7 @@ def _section_key(outline: OutlineFile, i: int, expert: _Expert, base: str, corpu
         "corpus": corpus,
         "base": base,
         "expert_manifest": expert.identity,
+        "topic_experts": steering if steered else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -388,7 +398,8 @@ def _compose(
         progress.log(warning)
     store = cfg.work_path / "compose" / "sections"
     n = len(outline.sections)
-    keys = [_section_key(outline, i, experts[outline.sections[i].expert], *inputs) for i in range(n)]
+    steering = _steering(experts)
+    keys = [_section_key(outline, i, experts[outline.sections[i].expert], *inputs, steering) for i in range(n)]
     paths = [_entry_path(store, k, seed) for k in keys]
 
     with work_lock(cfg.work_path / "compose" / "compose.lock"):
@@ -507,7 +518,9 @@ def _generate(
         )
         for i in todo
     ]
-    copy_guards = _copy_guards(cfg, chain_sections)
+    passages = _passages(cfg, [e for e in experts if e != BASE_EXPERT])
+    copy_guards = _copy_guards(chain_sections, passages)
+    topics = _topic_margins(cfg, chain_sections, passages, _steering(experts))
     tasks = {i: f"{i + 1}. {outline.sections[i].heading}" for i in todo}
     shown: dict[int, int] = {}
     for sec in chain_sections:
@@ -549,6 +562,7 @@ def _generate(
         split_many,
         seed=seed,
         copy_guards=copy_guards,
+        topics=topics,
         states=resume,
         on_round=on_round,
         written=written,
@@ -560,10 +574,28 @@ def _generate(
     return states
 
 
-def _copy_guards(cfg: ProjectConfig, sections: Iterable[ChainSection]) -> dict[int, CopyGuard]:
+def _steering(experts: dict[str, _Expert]) -> dict[str, str] | None:
+    """The experts topic steering compares a section's candidates against (name: manifest digest): the
+    outline's trained experts, where there are at least two."""
+    trained = {name: e.identity for name, e in experts.items() if name != BASE_EXPERT}
+    return trained if len(trained) >= 2 else None
+
+
+def _passages(cfg: ProjectConfig, names: Iterable[str]) -> Callable[[str], list[str]]:
+    """Each expert's dataset passages, read once on first use."""
     from ..training.registry import load_expert_passages
 
-    passages: dict[str, list[str]] = {}
+    read: dict[str, list[str]] = {}
+
+    def of(name: str) -> list[str]:
+        if name not in read:
+            read[name] = load_expert_passages(cfg, name)
+        return read[name]
+
+    return of
+
+
+def _copy_guards(sections: Iterable[ChainSection], passages: Callable[[str], list[str]]) -> dict[int, CopyGuard]:
     built: dict[tuple[Any, ...], CopyGuard] = {}
     out: dict[int, CopyGuard] = {}
     for sec in sections:
@@ -572,11 +604,34 @@ def _copy_guards(cfg: ProjectConfig, sections: Iterable[ChainSection]) -> dict[i
         p = sec.params
         key = (sec.expert, p.copy_ngram, p.copy_unit, p.copy_threshold)
         if key not in built:
-            if sec.expert not in passages:
-                passages[sec.expert] = load_expert_passages(cfg, sec.expert)
-            built[key] = CopyGuard(passages[sec.expert], n=p.copy_ngram, unit=p.copy_unit, threshold=p.copy_threshold)
+            built[key] = CopyGuard(passages(sec.expert), n=p.copy_ngram, unit=p.copy_unit, threshold=p.copy_threshold)
         out[sec.index] = built[key]
     return out
+
+
+def _topic_margins(
+    cfg: ProjectConfig,
+    sections: Sequence[ChainSection],
+    passages: Callable[[str], list[str]],
+    steering: dict[str, str] | None,
+) -> dict[int, TopicMargin]:
+    """Per steered section (topic_weight > 0, its own trained expert, at least two experts to tell apart): how
+    far its own expert leads the others for a text, by BM25 over all their passages."""
+    steered = [s for s in sections if s.params.topic_weight > 0 and steering is not None and s.expert in steering]
+    if not steered:
+        return {}
+    from ..retrieval.relevance import ExpertPassages
+    from ..text.analyzers import analyze_many
+
+    def analyze(texts: list[str]) -> list[list[str]]:
+        return analyze_many(texts, cfg.index.analyzer)
+
+    collection = ExpertPassages({name: passages(name) for name in steering}, analyze, k1=cfg.index.k1, b=cfg.index.b)
+    return {s.index: partial(_margin, collection, analyze, s.expert) for s in steered}
+
+
+def _margin(collection: Any, analyze: Callable[[list[str]], list[list[str]]], expert: str, text: str) -> float:
+    return collection.margin(analyze([text])[0], expert)
 
 
 def load_host(

@@ -6,17 +6,21 @@ from typing import Any
 
 import torch
 
+from .packed_linear import packed_linear, packed_weight
+
 
 class SubsetHead(torch.nn.Module):
     """Stands in for a linear output layer: scores only the ids in `index`, in that order (column j: id
     index[j]; the host's sampler maps them back). Holds the same weight (and bias) Parameters under the same
-    names; `refresh` after their values change (a freeze expert swapped in)."""
+    names; `refresh` after their values change (a freeze expert swapped in). `packed`: multiply with those rows
+    packed for oneDNN (see packed_linear.py)."""
 
-    def __init__(self, head: torch.nn.Linear, index: torch.Tensor) -> None:
+    def __init__(self, head: torch.nn.Linear, index: torch.Tensor, *, packed: bool = False) -> None:
         super().__init__()
         self.weight = head.weight
         self.bias = head.bias
         self.index = index
+        self.packed = packed
         self.rows: torch.Tensor
         self.row_bias: torch.Tensor | None
         self.refresh()
@@ -25,6 +29,10 @@ class SubsetHead(torch.nn.Module):
         with torch.no_grad():
             self.rows = self.weight.index_select(0, self.index)
             self.row_bias = self.bias.index_select(0, self.index) if self.bias is not None else None
+        if self.packed:
+            self.rows = packed_weight(self.rows)
 
     def forward(self, hidden: Any) -> Any:
+        if self.packed:
+            return packed_linear(hidden, self.rows, self.row_bias, len(self.index))
         return torch.nn.functional.linear(hidden, self.rows, self.row_bias)

@@ -18,8 +18,6 @@ Each returns None when the text is too short to have a single n-gram.
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -94,59 +92,3 @@ def copy_stats(tokens: Sequence[str], reference: Collection[Ngram], n: int) -> C
         return CopyStats(len(grams), 0, 0, None)
     length = best + n - 1
     return CopyStats(len(grams), sum(hits), length, (best_start, best_start + length))
-
-
-# --- relevance ------------------------------------------------------------------------------------
-
-
-class Bm25:
-    """Lucene's BM25 (the formula Elasticsearch and tantivy use) over a small in-memory collection."""
-
-    def __init__(self, docs: Sequence[Sequence[str]], *, k1: float = 1.2, b: float = 0.75) -> None:
-        self.k1, self.b = k1, b
-        self.tfs = [Counter(d) for d in docs]
-        self.lengths = [len(d) for d in docs]
-        self.avgdl = (sum(self.lengths) / len(docs)) if docs else 0.0
-        df: Counter[str] = Counter()
-        for tf in self.tfs:
-            df.update(tf.keys())
-        n = len(docs)
-        self.idf = {t: math.log(1 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
-
-    def __len__(self) -> int:
-        return len(self.tfs)
-
-    def scores(self, query: Sequence[str]) -> list[float]:
-        """Score of every document; each query term counts once per occurrence (as Lucene's match query)."""
-        q = Counter(t for t in query if t in self.idf)
-        out = []
-        for tf, dl in zip(self.tfs, self.lengths, strict=True):
-            norm = self.k1 * (1 - self.b + self.b * dl / self.avgdl) if self.avgdl else self.k1
-            s = 0.0
-            for term, qf in q.items():
-                f = tf.get(term)
-                if f:
-                    s += qf * self.idf[term] * f / (f + norm)
-            out.append(s)
-        return out
-
-
-def rank_experts(
-    query: Sequence[str],
-    bm25: Bm25,
-    owners: Sequence[Collection[str]],
-    experts: Sequence[str],
-    *,
-    top: int = 5,
-) -> list[tuple[str, float]]:
-    """Experts ordered by how well their passages match `query`: the mean BM25 score of each expert's `top`
-    best passages (fewer passages count as zeros). One collection for all experts, so IDF, and thus
-    scores, are comparable between experts. `owners[i]`: the experts whose dataset holds passage i."""
-    per_expert: dict[str, list[float]] = {e: [] for e in experts}
-    for score, names in zip(bm25.scores(query), owners, strict=True):
-        for e in names:
-            if e in per_expert:
-                per_expert[e].append(score)
-    ranked = [(e, sum(sorted(s, reverse=True)[:top]) / top) for e, s in per_expert.items()]
-    ranked.sort(key=lambda x: (-x[1], x[0]))
-    return ranked

@@ -26,6 +26,7 @@ from ..composition.provenance import Provenance, overall_share
 from ..config.project import ProjectConfig
 from ..core.errors import ArtifactError, BackendError, ConfigError, EnsembleError
 from ..core.progress import NullProgress, Progress
+from ..retrieval.relevance import RELEVANCE_TOP, ExpertPassages
 from ..training.runtime import PRECISIONS, Precision
 from . import metrics as M
 from .markdown import MarkdownDocument, parse_markdown
@@ -34,7 +35,6 @@ from .report import OverallReport, Ranked, Report, SectionReport
 COPY_NGRAM = 8
 COPY_CANDIDATES = 10  # passages retrieved per sentence of the document
 QUERY_CHARS = 300  # a longer "sentence" (degenerate text without punctuation) is queried in pieces
-RELEVANCE_TOP = 5  # an expert's score: the mean of its best RELEVANCE_TOP passage scores
 EXCERPT_CHARS = 120
 PRECISION = "fp32"  # perplexity's number format: fp32 compares across machines
 
@@ -186,24 +186,21 @@ def _provenance(
 # --- relevance ------------------------------------------------------------------------------------
 
 
-def _expert_collection(cfg: ProjectConfig, notes: list[str]) -> tuple[list[str], M.Bm25 | None, list[set[str]]]:
-    """One BM25 collection of all trained experts' passages (a shared passage once, with all its owners)."""
+def _expert_collection(cfg: ProjectConfig, notes: list[str]) -> ExpertPassages | None:
+    """One BM25 collection of all trained experts' passages."""
     from ..text.analyzers import analyze_many
     from ..training.registry import list_experts, load_expert_passages
 
     manifests = list_experts(cfg)
     if not manifests:
         notes.append("section relevance skipped: no trained experts; run `ensemble train-experts topics.yaml`")
-        return [], None, []
-    owners: dict[str, set[str]] = {}
-    names = []
-    for m in manifests:
-        for text in load_expert_passages(cfg, m.name):
-            owners.setdefault(text, set()).add(m.name)
-        names.append(m.name)
-    texts = list(owners)
-    bm25 = M.Bm25(analyze_many(texts, cfg.index.analyzer), k1=cfg.index.k1, b=cfg.index.b)
-    return names, bm25, [owners[t] for t in texts]
+        return None
+    return ExpertPassages(
+        {m.name: load_expert_passages(cfg, m.name) for m in manifests},
+        lambda texts: analyze_many(texts, cfg.index.analyzer),
+        k1=cfg.index.k1,
+        b=cfg.index.b,
+    )
 
 
 # --- the whole evaluation -------------------------------------------------------------------------
@@ -265,9 +262,10 @@ def evaluate(
     provenance = _provenance(cfg, doc, experts, notes, progress)
 
     # relevance
-    names, bm25, owners = _expert_collection(cfg, notes)
+    collection = _expert_collection(cfg, notes)
+    names = collection.names if collection is not None else []
     rankings: list[list[tuple[str, float]] | None] = [
-        M.rank_experts(s.terms, bm25, owners, names, top=relevance_top) if bm25 is not None else None for s in sections
+        collection.rank(s.terms, top=relevance_top) if collection is not None else None for s in sections
     ]
 
     # perplexity

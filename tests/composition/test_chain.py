@@ -158,6 +158,43 @@ def test_best_candidate_by_loglikelihood_among_those_passing_guards():
     assert st.rejected["copy"] == 1
 
 
+@pytest.mark.parametrize("weight", [0.0, 0.5, 5.0])
+def test_topic_steering_trades_likelihood_for_the_sections_own_topic(weight):
+    texts = {
+        0: " 동료들은 공장에서 늦게까지 일했다.",  # the likeliest, and another expert's topic
+        1: " 어머니는 식탁에 저녁을 차리셨다.",  # this section's own topic
+        2: " 하늘에는 별과 달이 떠 있었다.",
+    }
+    lps = {0: -1.0, 1: -1.3, 2: -1.2}
+    margins = {texts[0].strip(): -0.2, texts[1].strip(): 0.2, texts[2].strip(): 0.0}
+    asked: list[str] = []
+
+    def topic(text: str) -> float:
+        asked.append(text)
+        return margins[text]
+
+    fake = Fake(lambda req, rng: texts[_candidate(req)], lambda req, rng: lps[_candidate(req)])
+    sec = section(target_chars=25, candidates=3, topic_weight=weight)
+    st = run_chain([sec], fake, split, topics={0: topic})[0]
+    # weight 0.5: -1.0 - 0.1 = -1.1 still beats -1.3 + 0.1 = -1.2; weight 5: -1.3 + 1.0 beats -1.0 - 1.0
+    expected = {0.0: 0, 0.5: 0, 5.0: 1}[weight]
+    assert st.sentences[-1] == texts[expected].strip()
+    assert bool(asked) == (weight > 0)  # weight 0 never analyzes a candidate
+
+
+def test_topic_steering_decides_between_close_candidates():
+    texts = {
+        0: " 동료들은 공장에서 늦게까지 일했다.",
+        1: " 어머니는 식탁에 저녁을 차리셨다.",
+        2: " 하늘에는 별이 떴다.",
+    }
+    lps = {0: -1.0, 1: -1.05, 2: -3.0}
+    margins = {texts[0].strip(): -0.1, texts[1].strip(): 0.1, texts[2].strip(): 0.5}
+    fake = Fake(lambda req, rng: texts[_candidate(req)], lambda req, rng: lps[_candidate(req)])
+    st = run_chain([section(target_chars=25, candidates=3, topic_weight=1.0)], fake, split, topics={0: margins.get})
+    assert st[0].sentences[-1] == texts[1].strip()  # -1.05 + 0.1 beats -1.0 - 0.1 and -3.0 + 0.5
+
+
 def _candidate(req: Request) -> int:
     from ensemble.composition.chain import row_seed
 

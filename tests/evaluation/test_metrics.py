@@ -1,7 +1,5 @@
 """The pure measures, on token lists whose answers can be worked out by hand."""
 
-import math
-
 import pytest
 
 from ensemble.evaluation import metrics as M
@@ -41,23 +39,3 @@ def test_copy_stats_rate_and_longest_run():
     none = M.copy_stats(list("zzzz"), ref, 3)
     assert none.copied == 0 and none.longest == 0 and none.span is None
     assert M.copy_stats(list("ab"), ref, 3).rate is None
-
-
-def test_bm25_matches_lucene_formula():
-    docs = [["a", "b"], ["a", "c", "c", "d"], ["e"]]
-    bm = M.Bm25(docs, k1=1.2, b=0.75)
-    avgdl = 7 / 3
-    idf_c = math.log(1 + (3 - 1 + 0.5) / (1 + 0.5))
-    tf_norm = 2 / (2 + 1.2 * (1 - 0.75 + 0.75 * 4 / avgdl))
-    assert bm.scores(["c"]) == pytest.approx([0.0, idf_c * tf_norm, 0.0])
-    assert bm.scores(["c", "c"])[1] == pytest.approx(2 * idf_c * tf_norm)  # each query occurrence counts
-    assert bm.scores(["zzz"]) == [0.0, 0.0, 0.0]
-
-
-def test_rank_experts_uses_each_experts_best_passages():
-    docs = [["산", "바다"], ["산", "숲"], ["가족", "저녁"], ["가족", "식탁"], ["함께"]]
-    owners = [{"nature"}, {"nature"}, {"family"}, {"family"}, {"family", "nature"}]
-    bm = M.Bm25(docs)
-    ranked = M.rank_experts(["가족", "저녁", "식탁"], bm, owners, ["nature", "family", "work"], top=2)
-    assert [e for e, _ in ranked] == ["family", "nature", "work"]
-    assert ranked[1][1] == 0.0 and ranked[2][1] == 0.0  # an expert with no passages scores zero

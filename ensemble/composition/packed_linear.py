@@ -1,0 +1,84 @@
+"""Linear layers that multiply with a weight pre-packed for oneDNN: the host's matmuls on a CPU in float32.
+
+A decoding step multiplies a few rows by every weight matrix. torch's default CPU path (MKL) re-packs the weight
+on every call, which at 1-20 rows costs about as much as the multiplication, and it sums a single row (a
+matrix-vector product) in another order than a batch, so a row alone and the same row in a batch can round
+apart. Packed once, oneDNN's kernel is ~1.5x faster at those sizes (benchmarks/compose.py) and gives every row
+the same bits whatever the number of rows beside it. The packed copy is held next to the weight, which stays
+as it is (a freeze expert writes into it; `refresh` packs it again).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+# The number of rows oneDNN is told to expect: it only steers the kernel's choice, never the result.
+ROWS_HINT = 16
+
+
+def packing_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """Packed matmuls are used on a CPU computing in float32, where torch has oneDNN."""
+    return (
+        device.type == "cpu"
+        and dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+def packed_weight(weight: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), ROWS_HINT)
+
+
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, out_features: int) -> Any:
+    flat = x.reshape(-1, x.shape[-1])
+    y = torch.ops.mkldnn._linear_pointwise(flat, packed, bias, "none", [], "")
+    return y.reshape(*x.shape[:-1], out_features)
+
+
+class PackedLinear(torch.nn.Module):
+    """Stands in for a `torch.nn.Linear` or a GPT-2 `Conv1D` (the same map with its weight stored transposed):
+    the same weight and bias Parameters under the same names, plus their packed copy, which `refresh` renews
+    after the weight's values change."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.weight = layer.weight
+        self.bias = layer.bias
+        self.transposed = not isinstance(layer, torch.nn.Linear)
+        self.out_features = self.weight.shape[1] if self.transposed else self.weight.shape[0]
+        self.packed: torch.Tensor
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.packed = packed_weight(self.weight.t() if self.transposed else self.weight)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return packed_linear(x, self.packed, self.bias, self.out_features)
+
+
+def pack_linears(model: torch.nn.Module) -> list[PackedLinear]:
+    """Replace every plain `torch.nn.Linear` and GPT-2 `Conv1D` of `model` by a PackedLinear, except the output
+    layer and any layer sharing its weight with the input embeddings (an embedding must stay a plain matrix),
+    and the LoRA adapters' own small layers. Returns the new layers."""
+    from transformers.pytorch_utils import Conv1D
+
+    skip = set()
+    for get in ("get_input_embeddings", "get_output_embeddings"):
+        layer = getattr(model, get, lambda: None)()
+        if layer is not None and getattr(layer, "weight", None) is not None:
+            skip.add(id(layer.weight))
+    out: list[PackedLinear] = []
+    for name, parent in list(model.named_modules()):
+        if ".lora_" in f".{name}":
+            continue
+        for child_name, child in list(parent.named_children()):
+            if type(child) in (torch.nn.Linear, Conv1D) and id(child.weight) not in skip:
+                packed = PackedLinear(child)
+                setattr(parent, child_name, packed)
+                out.append(packed)
+    return out

@@ -1,0 +1,72 @@
+"""Pre-packed matmuls (the host's default on a CPU in float32): same numbers as a plain linear layer, the same
+bits for a row whatever the rows beside it, and the same texts as a host without them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_host import GREEDY, PROMPTS, SAMPLED, load
+
+from ensemble.composition.host import ExpertHost
+from ensemble.composition.packed_linear import PackedLinear, pack_linears, packing_available
+from ensemble.composition.types import Request
+
+pytestmark = pytest.mark.skipif(
+    not packing_available(torch.device("cpu"), torch.float32), reason="this torch has no oneDNN"
+)
+
+
+def test_a_packed_layer_computes_the_linear_layer_and_each_row_alone_is_the_same_bits():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 200)
+    packed = PackedLinear(linear)
+    assert packed.weight is linear.weight and packed.bias is linear.bias
+    x = torch.randn(2, 9, 96)
+    with torch.no_grad():
+        batch = packed(x)
+        assert batch.shape == (2, 9, 200)
+        torch.testing.assert_close(batch, linear(x), atol=1e-5, rtol=1e-5)
+        alone = torch.cat([packed(x[r : r + 1, p : p + 1]) for r in range(2) for p in range(9)]).reshape(2, 9, 200)
+    assert torch.equal(alone, batch)
+    with torch.no_grad():
+        linear.weight.mul_(2)
+    packed.refresh()
+    with torch.no_grad():
+        torch.testing.assert_close(packed(x), linear(x), atol=1e-5, rtol=1e-5)
+
+
+def test_packing_leaves_embeddings_output_layer_and_adapters_plain(tiny_base, expert_store):
+    model, tok = load(tiny_base)
+    host = ExpertHost(model, tok, lora={"family": expert_store / "experts" / "family" / "adapter"}, packed=False)
+    layers = pack_linears(host.model)
+    assert layers
+    names = {n for n, m in host.model.named_modules() if isinstance(m, PackedLinear)}
+    assert not any(".lora_" in n for n in names)
+    assert not isinstance(host.model.get_output_embeddings(), PackedLinear)
+
+
+def hosts(tiny_base, expert_store, packed):
+    model, tok = load(tiny_base)
+    experts = expert_store / "experts"
+    return ExpertHost(
+        model,
+        tok,
+        lora={"family": experts / "family" / "adapter", "friends": experts / "friends" / "adapter"},
+        freeze={"nature": experts / "nature" / "adapter" / "trained.safetensors"},
+        packed=packed,
+    )
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+def test_a_packed_host_writes_what_a_plain_host_writes(tiny_base, expert_store, sampling):
+    packed, plain = hosts(tiny_base, expert_store, None), hosts(tiny_base, expert_store, False)
+    assert packed.packed and not plain.packed
+    assert any(isinstance(m, PackedLinear) for m in packed.model.modules())
+    # a freeze expert between base rows: its swapped-in weights must be packed again, and the base's after it
+    experts = ["family", "nature", "base", "friends", "nature", "base"]
+    reqs = [Request(p, e, sampling, 7 + i) for i, (p, e) in enumerate((p, e) for p in PROMPTS for e in experts)]
+    for _ in range(2):
+        a, b = packed.generate(reqs), plain.generate(reqs)
+        assert [g.text for g in a] == [g.text for g in b]
+        for x, y in zip(a, b, strict=True):
+            assert x.mean_logprob == pytest.approx(y.mean_logprob, abs=1e-4)
