@@ -28,6 +28,7 @@ from ..core.artifacts import read_json, sha256_file, write_json_atomic
 from ..core.errors import ArtifactError, BackendError, ConfigError, CorpusError, EnsembleError
 from ..core.locks import work_lock
 from ..core.progress import NullProgress, Progress
+from ..retrieval.relevance import Analyze, ExpertPassages
 from .chain import ChainSection, SectionState, TopicMargin, run_chain
 from .config import BASE_EXPERT, OutlineFile, load_outline
 from .guard import CopyGuard
@@ -518,7 +519,7 @@ def _generate(
         )
         for i in todo
     ]
-    passages = _passages(cfg, [e for e in experts if e != BASE_EXPERT])
+    passages = _passages(cfg)
     copy_guards = _copy_guards(chain_sections, passages)
     topics = _topic_margins(cfg, chain_sections, passages, _steering(experts))
     tasks = {i: f"{i + 1}. {outline.sections[i].heading}" for i in todo}
@@ -581,7 +582,7 @@ def _steering(experts: dict[str, _Expert]) -> dict[str, str] | None:
     return trained if len(trained) >= 2 else None
 
 
-def _passages(cfg: ProjectConfig, names: Iterable[str]) -> Callable[[str], list[str]]:
+def _passages(cfg: ProjectConfig) -> Callable[[str], list[str]]:
     """Each expert's dataset passages, read once on first use."""
     from ..training.registry import load_expert_passages
 
@@ -620,7 +621,6 @@ def _topic_margins(
     steered = [s for s in sections if s.params.topic_weight > 0 and steering is not None and s.expert in steering]
     if not steered:
         return {}
-    from ..retrieval.relevance import ExpertPassages
     from ..text.analyzers import analyze_many
 
     def analyze(texts: list[str]) -> list[list[str]]:
@@ -630,7 +630,7 @@ def _topic_margins(
     return {s.index: partial(_margin, collection, analyze, s.expert) for s in steered}
 
 
-def _margin(collection: Any, analyze: Callable[[list[str]], list[list[str]]], expert: str, text: str) -> float:
+def _margin(collection: ExpertPassages, analyze: Analyze, expert: str, text: str) -> float:
     return collection.margin(analyze([text])[0], expert)
 
 
