@@ -17,7 +17,7 @@ from ..training.runtime import PrecisionName
 
 BASE_EXPERT = "base"
 VOCABULARY = "corpus"
-TOPIC_WEIGHT = 0.0
+TOPIC_WEIGHT = 3.0
 
 
 class GenerationParams(StrictModel):

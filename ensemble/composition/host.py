@@ -11,6 +11,7 @@
 - Rows with the same prompt and expert (a section's candidates) share the prompt's computation: it runs once
   and its KV cache goes to each of those rows (kept once in the narrow cache, copied otherwise) before
   `generate` goes on from the last prompt position.
+- On a CPU in float32 the linear layers multiply with weights pre-packed for oneDNN (`packed_linear`).
 - Sampling happens in our own logits processor, row by row, each row with its own seeded generator and its own
   settings; HF `generate` only ever sees a one-hot choice and decodes greedily. So a row's text depends on its
   prompt, expert and seed, not on which other rows share the batch (up to float rounding).
@@ -120,10 +121,14 @@ class ExpertHost:
         touched = sorted({n for tensors in self._freeze.values() for n in tensors})
         with torch.no_grad():
             self._originals = {n: self._params[n].detach().clone() for n in touched}
-        # None: multiply with pre-packed weights wherever it can (a CPU in float32; see packed_linear.py).
-        self.packed = packing_available(self.device, next(model.parameters()).dtype) if packed is None else packed
+        # Pre-packed weights wherever they work (a CPU in float32; see packed_linear.py), unless packed=False.
+        self.packed = packed is not False and packing_available(self.device, next(model.parameters()).dtype)
         layers = pack_linears(self.model) if self.packed else []
         self._packed_by_weight = {id(layer.weight): layer for layer in layers}
+        written = {id(self._params[n]) for n in touched}
+        for layer in layers:
+            if id(layer.weight) not in written:  # no freeze expert writes into it: the packed copy is enough
+                layer.release()
         self._active: str | None = None
         self.swaps = 0
         self._texts: list[str] | None = None

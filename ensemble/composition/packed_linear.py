@@ -4,8 +4,9 @@ A decoding step multiplies a few rows by every weight matrix. torch's default CP
 on every call, which at 1-20 rows costs about as much as the multiplication, and it sums a single row (a
 matrix-vector product) in another order than a batch, so a row alone and the same row in a batch can round
 apart. Packed once, oneDNN's kernel is ~1.5x faster at those sizes (benchmarks/compose.py) and gives every row
-the same bits whatever the number of rows beside it. The packed copy is held next to the weight, which stays
-as it is (a freeze expert writes into it; `refresh` packs it again).
+the same bits whatever the number of rows beside it. The packed copy replaces the weight's values in memory
+(`release`), except where a freeze expert writes into the weight: there both are kept and `refresh` packs the
+weight again after each write.
 """
 
 from __future__ import annotations
@@ -55,7 +56,15 @@ class PackedLinear(torch.nn.Module):
         self.refresh()
 
     def refresh(self) -> None:
+        if self.weight.numel() == 0:
+            raise RuntimeError("this layer's weight was released; it cannot be packed again")
         self.packed = packed_weight(self.weight.t() if self.transposed else self.weight)
+
+    def release(self) -> None:
+        """Free the weight's values (the Parameter stays, empty, with its dtype and device): only the packed
+        copy is held from now on."""
+        with torch.no_grad():
+            self.weight.data = self.weight.data.new_empty(0)
 
     def forward(self, x: torch.Tensor) -> Any:
         return packed_linear(x, self.packed, self.bias, self.out_features)

@@ -57,6 +57,18 @@ def hosts(tiny_base, expert_store, packed):
     )
 
 
+def test_the_packed_copy_replaces_the_weight_except_where_a_freeze_expert_writes(tiny_base, expert_store):
+    host = hosts(tiny_base, expert_store, None)
+    layers = [m for m in host.model.modules() if isinstance(m, PackedLinear)]
+    kept = [m for m in layers if m.weight.numel()]
+    assert kept and len(kept) < len(layers)
+    written = {id(host._params[n]) for n in host._originals}  # what the freeze expert swaps in and out
+    assert {id(m.weight) for m in kept} == {id(m.weight) for m in layers} & written
+    assert all(m.weight.dtype == torch.float32 for m in layers)
+    with pytest.raises(RuntimeError, match="released"):
+        next(m for m in layers if not m.weight.numel()).refresh()
+
+
 @pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
 def test_a_packed_host_writes_what_a_plain_host_writes(tiny_base, expert_store, sampling):
     packed, plain = hosts(tiny_base, expert_store, None), hosts(tiny_base, expert_store, False)
