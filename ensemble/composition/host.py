@@ -123,12 +123,10 @@ class ExpertHost:
             self._originals = {n: self._params[n].detach().clone() for n in touched}
         # Pre-packed weights wherever they work (a CPU in float32; see packed_linear.py), unless packed=False.
         self.packed = packed is not False and packing_available(self.device, next(model.parameters()).dtype)
-        layers = pack_linears(self.model) if self.packed else []
-        self._packed_by_weight = {id(layer.weight): layer for layer in layers}
+        # Where no freeze expert writes into a weight, its packed copy is all that is kept of it.
         written = {id(self._params[n]) for n in touched}
-        for layer in layers:
-            if id(layer.weight) not in written:  # no freeze expert writes into it: the packed copy is enough
-                layer.release()
+        layers = pack_linears(self.model, keep=written) if self.packed else []
+        self._packed_by_weight = {id(layer.weight): layer for layer in layers}
         self._active: str | None = None
         self.swaps = 0
         self._texts: list[str] | None = None

@@ -11,6 +11,7 @@ weight again after each write.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import torch
@@ -70,10 +71,11 @@ class PackedLinear(torch.nn.Module):
         return packed_linear(x, self.packed, self.bias, self.out_features)
 
 
-def pack_linears(model: torch.nn.Module) -> list[PackedLinear]:
+def pack_linears(model: torch.nn.Module, *, keep: Collection[int] = ()) -> list[PackedLinear]:
     """Replace every plain `torch.nn.Linear` and GPT-2 `Conv1D` of `model` by a PackedLinear, except the output
     layer and any layer sharing its weight with the input embeddings (an embedding must stay a plain matrix),
-    and the LoRA adapters' own small layers. Returns the new layers."""
+    and the LoRA adapters' own small layers. Each layer's weight is released as soon as it is packed (so the
+    peak memory holds one layer twice, not the model), unless its id is in `keep`. Returns the new layers."""
     from transformers.pytorch_utils import Conv1D
 
     skip = set()
@@ -88,6 +90,8 @@ def pack_linears(model: torch.nn.Module) -> list[PackedLinear]:
         for child_name, child in list(parent.named_children()):
             if type(child) in (torch.nn.Linear, Conv1D) and id(child.weight) not in skip:
                 packed = PackedLinear(child)
+                if id(child.weight) not in keep:
+                    packed.release()
                 setattr(parent, child_name, packed)
                 out.append(packed)
     return out
