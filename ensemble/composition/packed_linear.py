@@ -11,13 +11,16 @@ weight again after each write.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import ctypes
+import mmap
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import torch
 
 # The number of rows oneDNN is told to expect: it only steers the kernel's choice, never the result.
 ROWS_HINT = 16
+MADV_DONTNEED = 4  # Linux
 
 
 def packing_available(device: torch.device, dtype: torch.dtype) -> bool:
@@ -61,14 +64,46 @@ class PackedLinear(torch.nn.Module):
             raise RuntimeError("this layer's weight was released; it cannot be packed again")
         self.packed = packed_weight(self.weight.t() if self.transposed else self.weight)
 
-    def release(self) -> None:
+    def release(self, file_maps: Sequence[tuple[int, int]] = ()) -> None:
         """Free the weight's values (the Parameter stays, empty, with its dtype and device): only the packed
-        copy is held from now on."""
+        copy is held from now on. `file_maps`: the address ranges mapped from files (`file_mappings()`)."""
+        forget_file_pages(self.weight, file_maps)
         with torch.no_grad():
             self.weight.data = self.weight.data.new_empty(0)
 
     def forward(self, x: torch.Tensor) -> Any:
         return packed_linear(x, self.packed, self.bias, self.out_features)
+
+
+def file_mappings() -> list[tuple[int, int]]:
+    """The address ranges of this process mapped from files (Linux; elsewhere none)."""
+    out = []
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 6 and fields[4] != "0" and fields[5].startswith("/"):
+                    start, end = (int(x, 16) for x in fields[0].split("-"))
+                    out.append((start, end))
+    except OSError:
+        return []
+    return out
+
+
+def forget_file_pages(weight: torch.Tensor, file_maps: Sequence[tuple[int, int]]) -> None:
+    """Weights loaded from a safetensors file are views of the file mapped into memory, one mapping for the
+    whole file, which freeing one tensor does not unmap: the pages packing read would stay resident beside
+    the packed copy. Tell the kernel to drop the pages lying wholly inside this weight (they are clean file
+    pages, read again from the file if ever touched). Anything not mapped from a file is left alone."""
+    start = weight.data_ptr()
+    end = start + weight.numel() * weight.element_size()
+    if not any(lo <= start and end <= hi for lo, hi in file_maps):
+        return
+    page = mmap.PAGESIZE
+    first, last = -(-start // page) * page, end // page * page
+    if last > first:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), MADV_DONTNEED)
 
 
 def pack_linears(model: torch.nn.Module, *, keep: Collection[int] = ()) -> list[PackedLinear]:
@@ -83,7 +118,14 @@ def pack_linears(model: torch.nn.Module, *, keep: Collection[int] = ()) -> list[
         layer = getattr(model, get, lambda: None)()
         if layer is not None and getattr(layer, "weight", None) is not None:
             skip.add(id(layer.weight))
+    # A weight whose memory another Parameter also uses (tied in some other way) stays as it is.
+    holders: dict[int, set[int]] = {}
+    for _, param in model.named_parameters(remove_duplicate=False):
+        if param.numel():
+            holders.setdefault(param.data_ptr(), set()).add(id(param))
+    skip |= {i for ids in holders.values() if len(ids) > 1 for i in ids}
     out: list[PackedLinear] = []
+    file_maps = file_mappings()
     for name, parent in list(model.named_modules()):
         if ".lora_" in f".{name}":
             continue
@@ -91,7 +133,7 @@ def pack_linears(model: torch.nn.Module, *, keep: Collection[int] = ()) -> list[
             if type(child) in (torch.nn.Linear, Conv1D) and id(child.weight) not in skip:
                 packed = PackedLinear(child)
                 if id(child.weight) not in keep:
-                    packed.release()
+                    packed.release(file_maps)
                 setattr(parent, child_name, packed)
                 out.append(packed)
     return out

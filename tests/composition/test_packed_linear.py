@@ -3,12 +3,20 @@ bits for a row whatever the rows beside it, and the same texts as a host without
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from test_host import GREEDY, PROMPTS, SAMPLED, load
 
 from ensemble.composition.host import ExpertHost
-from ensemble.composition.packed_linear import PackedLinear, pack_linears, packing_available
+from ensemble.composition.packed_linear import (
+    PackedLinear,
+    file_mappings,
+    forget_file_pages,
+    pack_linears,
+    packing_available,
+)
 from ensemble.composition.types import Request
 
 pytestmark = pytest.mark.skipif(
@@ -82,3 +90,27 @@ def test_a_packed_host_writes_what_a_plain_host_writes(tiny_base, expert_store, 
         assert [g.text for g in a] == [g.text for g in b]
         for x, y in zip(a, b, strict=True):
             assert x.mean_logprob == pytest.approx(y.mean_logprob, abs=1e-4)
+
+
+def _rss_file_kib() -> int:
+    for line in open("/proc/self/status", encoding="ascii"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="Linux only")
+def test_a_released_weight_mapped_from_a_file_leaves_memory_and_other_tensors_keep_their_values(tmp_path):
+    path = tmp_path / "weights.bin"
+    values = torch.randn(64 * 2**20 // 4)  # 64 MiB
+    values.numpy().tofile(path)
+    mapped = torch.from_file(str(path), shared=False, size=values.numel(), dtype=torch.float32)
+    plain = values.clone()
+    assert float(mapped.sum()) == pytest.approx(float(values.sum()), rel=1e-3)  # every page read in
+    before = _rss_file_kib()
+    maps = file_mappings()
+    forget_file_pages(mapped, maps)
+    assert before - _rss_file_kib() > 32 * 1024
+    assert torch.equal(mapped, values)  # read again from the file, unchanged
+    forget_file_pages(plain, maps)  # not mapped from a file: left alone
+    assert torch.equal(plain, values)
