@@ -33,7 +33,6 @@ from ..training.registry import quiet_peft
 from .config import BASE_EXPERT
 from .kv_cache import cache_keyword, forward_parameters, narrow_cache
 from .lora_rows import row_lora_or_none
-from .packed_linear import pack_linears, packing_available
 from .types import Generation, Request, Sampling
 
 PEFT_BASE = "__base__"
@@ -93,6 +92,8 @@ class ExpertHost:
         packed: bool | None = None,
     ) -> None:
         import torch
+
+        from .packed_linear import pack_linears, packing_available
 
         model.eval()
         self.tokenizer = tokenizer
