@@ -315,6 +315,7 @@ def run_chain(
     shared = SharedRepeats([*written, *(s for i in sorted(st) for s in st[i].sentences)])
     repeats = {i: shared.view(n=by_index[i].params.repeat_ngram, overlap=by_index[i].params.repeat_overlap) for i in st}
     copies = dict(copy_guards or {})
+    topic_of = dict(topics or {})
     no_copy = NoCopyGuard()
     while True:
         active = [i for i in sorted(st) if not st[i].done]
@@ -347,7 +348,7 @@ def run_chain(
                 [pieces[k] for k in rows],
                 repeats[i],
                 copies.get(i, no_copy),
-                (topics or {}).get(i),
+                topic_of.get(i),
             )
             st[i].seconds += elapsed * len(rows) / len(requests)
         if on_round is not None:

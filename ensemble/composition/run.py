@@ -253,7 +253,7 @@ def _section_key(
     expert: _Expert,
     base: str,
     corpus: dict[str, Any] | None,
-    steering: dict[str, str] | None = None,
+    steering: dict[str, str] | None,
 ) -> str:
     """The section's own inputs but the seed: what its cache entries (one per seed) share. `steering`: the
     experts topic steering compares against (name: manifest digest), where it applies to this section."""

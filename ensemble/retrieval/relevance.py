@@ -74,7 +74,7 @@ class ExpertPassages:
     def __init__(
         self,
         passages: Mapping[str, Sequence[str]],
-        analyze: Callable[[list[str]], list[list[str]]],
+        analyze: Analyze,
         *,
         k1: float = 1.2,
         b: float = 0.75,

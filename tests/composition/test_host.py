@@ -34,7 +34,7 @@ def load(base):
     return AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
 
 
-def make_host(tiny_base, expert_store):
+def make_host(tiny_base, expert_store, **options):
     model, tok = load(tiny_base)
     experts = expert_store / "experts"
     return ExpertHost(
@@ -42,6 +42,7 @@ def make_host(tiny_base, expert_store):
         tok,
         lora={"family": experts / "family" / "adapter", "friends": experts / "friends" / "adapter"},
         freeze={"nature": experts / "nature" / "adapter" / "trained.safetensors"},
+        **options,
     )
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from test_host import GREEDY, PROMPTS, SAMPLED, load
+from test_host import GREEDY, PROMPTS, SAMPLED, load, make_host
 
 from ensemble.composition.host import ExpertHost
 from ensemble.composition.packed_linear import (
@@ -53,20 +53,8 @@ def test_packing_leaves_embeddings_output_layer_and_adapters_plain(tiny_base, ex
     assert not isinstance(host.model.get_output_embeddings(), PackedLinear)
 
 
-def hosts(tiny_base, expert_store, packed):
-    model, tok = load(tiny_base)
-    experts = expert_store / "experts"
-    return ExpertHost(
-        model,
-        tok,
-        lora={"family": experts / "family" / "adapter", "friends": experts / "friends" / "adapter"},
-        freeze={"nature": experts / "nature" / "adapter" / "trained.safetensors"},
-        packed=packed,
-    )
-
-
 def test_the_packed_copy_replaces_the_weight_except_where_a_freeze_expert_writes(tiny_base, expert_store):
-    host = hosts(tiny_base, expert_store, None)
+    host = make_host(tiny_base, expert_store)
     layers = [m for m in host.model.modules() if isinstance(m, PackedLinear)]
     kept = [m for m in layers if m.weight.numel()]
     assert kept and len(kept) < len(layers)
@@ -79,7 +67,7 @@ def test_the_packed_copy_replaces_the_weight_except_where_a_freeze_expert_writes
 
 @pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
 def test_a_packed_host_writes_what_a_plain_host_writes(tiny_base, expert_store, sampling):
-    packed, plain = hosts(tiny_base, expert_store, None), hosts(tiny_base, expert_store, False)
+    packed, plain = make_host(tiny_base, expert_store), make_host(tiny_base, expert_store, packed=False)
     assert packed.packed and not plain.packed
     assert any(isinstance(m, PackedLinear) for m in packed.model.modules())
     # a freeze expert between base rows: its swapped-in weights must be packed again, and the base's after it
