@@ -265,18 +265,18 @@ def run_host(root: Path, args) -> dict:
 
     # First token of a section: the first sampling step of the first batch holding one of its rows.
     first: dict[int, float] = {}
-    sampler_call = host_mod.RowSampler.__call__
+    sampler_choose = host_mod.RowSampler.choose
     seen: set[int] = set()
 
-    def timed_call(self, input_ids, scores):
+    def timed_choose(self, input_ids, scores, rows):
         if id(self) not in seen:
             seen.add(id(self))
             now = time.perf_counter()
             for g in self.generators:
                 first.setdefault(g.initial_seed() // 1000, now)
-        return sampler_call(self, input_ids, scores)
+        return sampler_choose(self, input_ids, scores, rows)
 
-    host_mod.RowSampler.__call__ = timed_call
+    host_mod.RowSampler.choose = timed_choose
     sampling = Sampling.from_params(GenerationParams(max_new_tokens=args.max_new_tokens))
     texts = prompts(args.experts, args.prompt_tokens, tok if args.base else None)
     tokens = doc_tokens = 0
@@ -291,7 +291,7 @@ def run_host(root: Path, args) -> dict:
         tokens += sum(g.tokens for g in gens)
         doc_tokens += sum(gens[e * args.candidates].tokens for e in range(args.experts))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    host_mod.RowSampler.__call__ = sampler_call
+    host_mod.RowSampler.choose = sampler_choose
     peak = peak_rss()
 
     # Greedy: the batched mixed-adapter rows must equal each adapter run alone.

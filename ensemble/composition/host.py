@@ -10,18 +10,19 @@
   first, then each freeze expert's rows as one batch: each freeze expert is swapped in at most once per round.
 - Rows with the same prompt and expert (a section's candidates) share the prompt's computation: it runs once
   and its KV cache goes to each of those rows (kept once in the narrow cache, copied otherwise) before
-  `generate` goes on from the last prompt position.
+  the token loop goes on from the last prompt position.
 - On a CPU in float32 the linear layers multiply with weights pre-packed for oneDNN (`packed_linear`).
-- Sampling happens in our own logits processor, row by row, each row with its own seeded generator and its own
-  settings; HF `generate` only ever sees a one-hot choice and decodes greedily. So a row's text depends on its
-  prompt, expert and seed, not on which other rows share the batch (up to float rounding).
+- The token loop is our own (`decode`), not HF `generate` (so no setting of the base's `generation_config`
+  ever applies): each row is sampled by itself with its own seeded generator and its own settings, and a row
+  that ends leaves the batch. So a row's text depends on its prompt, expert and seed, not on which other rows
+  share the batch (up to float rounding).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,6 +32,7 @@ from ..core.errors import ArtifactError, NumericsError
 from ..training.dtypes import dtype_name
 from ..training.registry import quiet_peft
 from .config import BASE_EXPERT
+from .decode import decode
 from .kv_cache import cache_keyword, forward_parameters, narrow_cache
 from .lora_rows import row_lora_or_none
 from .types import Generation, Request, Sampling
@@ -310,7 +312,6 @@ class ExpertHost:
 
     def _generate_batch(self, reqs: list[Request], encoded: list[Encoded], max_new: int) -> list[Generation]:
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList
 
         tok = self.tokenizer
         width = max(len(e.ids) for e in encoded)
@@ -336,19 +337,11 @@ class ExpertHost:
         stored = torch.bfloat16 if self.narrow_kv else next(self.model.parameters()).dtype
         cache = narrow_cache(stored, width + max_new)
         # Candidates of one section share their prompt and expert: its positions are computed once per
-        # distinct (prompt, expert) and handed to every row that shares them; `generate` does the last one.
+        # distinct (prompt, expert) and handed to every row that shares them; the token loop does the last one.
         owner: dict[tuple[str, tuple[int, ...]], int] = {}
         rows_of = [owner.setdefault((r.expert, tuple(e.ids)), len(owner)) for r, e in zip(reqs, encoded, strict=True)]
-        shared = len(owner) < len(reqs) and width > 1
-        gen_config = GenerationConfig(
-            max_new_tokens=max_new,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=pad_id,
-            eos_token_id=tok.eos_token_id,
-            bos_token_id=tok.bos_token_id,
-            prefill_chunk_size=PREFILL_CHUNK if width > PREFILL_CHUNK and not shared else None,
-        )
+        experts = [r.expert for r in reqs]
+        extra = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_takes else {}
         # Our prompts start with the end-of-text token, which is also the pad token: transformers then warns
         # about padding without a mask on steps where it passes none because nothing is padded.
         quiet = logging.getLogger("transformers.modeling_utils")
@@ -356,22 +349,32 @@ class ExpertHost:
         quiet.setLevel(logging.ERROR)
         try:
             with torch.inference_mode():
-                if shared:
+                if len(owner) < len(reqs) and width > 1:
                     firsts = [rows_of.index(u) for u in range(len(owner))]
-                    self._prefill(cache, input_ids[firsts, :-1], mask[firsts], [reqs[i].expert for i in firsts])
+                    self._prefill(cache, input_ids[firsts, :-1], mask[firsts], [experts[i] for i in firsts])
                     cache.batch_select_indices(torch.tensor(rows_of, device=self.device))
-                with self._experts([r.expert for r in reqs]) as kwargs, _without_model_defaults(self.model):
-                    seqs = self.model.generate(
-                        input_ids=input_ids,
-                        attention_mask=mask,
-                        generation_config=gen_config,
-                        logits_processor=LogitsProcessorList([sampler]),
-                        **{self._cache_keyword: cache},
-                        **kwargs,
+                elif width > 1:
+                    self._prefill(cache, input_ids[:, :-1], mask, experts)
+                with self._experts(experts) as select:
+
+                    def forward(step_ids: Any, step_mask: Any, live: Sequence[int]) -> Any:
+                        if "position_ids" in self._forward_takes:
+                            extra["position_ids"] = step_mask.sum(-1, keepdim=True) - 1
+                        out = self.model(
+                            input_ids=step_ids,
+                            attention_mask=step_mask,
+                            use_cache=True,
+                            **{self._cache_keyword: cache},
+                            **extra,
+                            **select(live),
+                        )
+                        return out.logits[:, -1]
+
+                    new = decode(
+                        forward, sampler.choose, cache.batch_select_indices, input_ids, mask, max_new, tok.eos_token_id
                     )
         finally:
             quiet.setLevel(level)
-        new = seqs[:, width:].tolist()
         logps = sampler.logprobs()
         out = []
         for r, row in enumerate(new):
@@ -398,26 +401,38 @@ class ExpertHost:
         return out
 
     @contextlib.contextmanager
-    def _experts(self, experts: Sequence[str]) -> Iterator[dict[str, Any]]:
-        """Within this block a forward pass runs row i with expert experts[i]; yields the keyword arguments
-        the pass needs for that."""
+    def _experts(self, experts: Sequence[str]) -> Iterator[Callable[[Sequence[int]], dict[str, Any]]]:
+        """Within this block `select(live)` readies a forward pass over the rows `live` (positions in
+        `experts`), row j with expert experts[live[j]], and returns the keyword arguments that pass needs."""
         if self._row_lora is not None:
-            with self._row_lora.rows(experts):
-                yield {}
+            row_lora = self._row_lora
+            with row_lora.rows(experts):
+                selected = list(range(len(experts)))
+
+                def select(live: Sequence[int]) -> dict[str, Any]:
+                    nonlocal selected
+                    if list(live) != selected:
+                        selected = list(live)
+                        row_lora.select([experts[i] for i in selected])
+                    return {}
+
+                yield select
         elif self.lora_names:
-            yield {"adapter_names": [self._adapter_name(e) for e in experts]}
+            yield lambda live: {"adapter_names": [self._adapter_name(experts[i]) for i in live]}
         else:
-            yield {}
+            yield lambda live: {}
 
     def _prefill(self, cache: Any, ids: Any, mask: Any, experts: list[str]) -> None:
         """Run `ids` (left-padded; `mask` may run one position further) through the model into `cache`,
-        PREFILL_CHUNK positions at a time, with the positions `generate` would give them."""
+        PREFILL_CHUNK positions at a time, each numbered from the mask (padding skipped) as the token loop
+        numbers the rest."""
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
         extra = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_takes else {}
-        with self._experts(experts) as kwargs:
+        with self._experts(experts) as select:
+            kwargs = select(range(len(experts)))
             for start in range(0, ids.shape[1], PREFILL_CHUNK):
                 end = min(start + PREFILL_CHUNK, ids.shape[1])
-                if "position_ids" in self._forward_takes:  # as `generate` does: from the mask, padding skipped
+                if "position_ids" in self._forward_takes:
                     extra["position_ids"] = positions[:, start:end]
                 self.model(
                     input_ids=ids[:, start:end],
@@ -432,22 +447,6 @@ class ExpertHost:
 class Encoded(NamedTuple):
     ids: list[int]
     head: int  # the leading ids that are not text: the start token and the request's prefix
-
-
-@contextlib.contextmanager
-def _without_model_defaults(model: Any) -> Iterator[None]:
-    """HF `generate` fills every setting our GenerationConfig leaves unset from the model's own
-    `generation_config`; a base that ships repetition_penalty, no_repeat_ngram_size, min_new_tokens,
-    bad_words_ids... would have them applied under our sampler. Within this block the model has none."""
-    from transformers import GenerationConfig
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    own = base.generation_config
-    base.generation_config = GenerationConfig()
-    try:
-        yield
-    finally:
-        base.generation_config = own
 
 
 def cuda_free_bytes(device: Any) -> int:
@@ -497,18 +496,17 @@ def _attach_lora(model: Any, lora: Mapping[str, str | Path]) -> Any:
 
 
 class RowSampler:
-    """A logits processor that samples each row by itself and hands `generate` a one-hot choice.
+    """Chooses each row's next id by itself, from the scores of the last position.
 
     Per row: repetition penalty over the row's text from `starts[r]` on (padding, start token and prefix are
     not text; particles optionally exempt), no-repeat n-gram ban over the same, then greedy (temperature 0) or
     temperature → top-k → top-p → a draw from the row's own generator, among the first `decodable` ids (a
     model's vocabulary may be padded past its tokenizer's). It also records each chosen token's
-    log-probability under the unmodified logits. Scores holding NaN or +inf (the model overflowed its number
+    log-probability under the unmodified scores. Scores holding NaN or +inf (the model overflowed its number
     format) raise NumericsError naming `precision`, the dtype the model computes in.
 
     The scores hold every id of the vocabulary, of which `allowed` (a mask) may be written; or, with `columns`,
-    only those ids (column j: id columns[j], out of `vocab_size`): all the work then stays that narrow, and
-    only the one-hot choice handed back spans the vocabulary.
+    only those ids (column j: id columns[j], out of `vocab_size`): all the work then stays that narrow.
     """
 
     def __init__(
@@ -545,55 +543,49 @@ class RowSampler:
             self._column_of[columns] = torch.arange(len(self._column_ids), device=columns.device)
             self._columns_by_id = {i: c for c, i in enumerate(self._column_ids)}
         self.generators = [torch.Generator().manual_seed(int(s) & 0x7FFF_FFFF_FFFF_FFFF) for s in seeds]
-        self._chosen: list[Any] = []
+        self._logprobs: list[list[float]] = [[] for _ in self.sampling]
 
     def logprobs(self) -> list[list[float]]:
-        import torch
+        return self._logprobs
 
-        if not self._chosen:
-            return [[] for _ in self.sampling]
-        return torch.stack(self._chosen, dim=1).tolist()
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def choose(self, input_ids: Any, scores: Any, rows: Sequence[int]) -> list[int]:
+        """The next id of each of `rows`, whose ids so far and scores are the lines of `input_ids` and
+        `scores`, in that order."""
         import torch
 
         scores = scores.float()
         b, width = scores.shape
+        sampling = [self.sampling[r] for r in rows]
         broken = (torch.isnan(scores) | torch.isposinf(scores)).any(dim=-1)
         if self.allowed is not None:  # also undoes a soft cap, which turns the output layer's -inf into -cap
             scores = scores.masked_fill(~self.allowed[:width], float("-inf"))
         logp = torch.log_softmax(scores, dim=-1)
-        x = self._penalize(input_ids, scores)
+        x = self._penalize(input_ids, scores, rows)
         x = x.clone() if x is scores else x
         self._mask_undecodable(x)
-        self._ban_ngrams(input_ids, x)
+        self._ban_ngrams(input_ids, x, rows)
         # The whole batch's candidates in one pass on the device and one copy to the host; only the draws,
         # each from its row's own generator over at most top_k values, go row by row.
         finite = torch.isfinite(x).any(dim=-1)
         greedy = x.argmax(dim=-1)
-        k = max((self._k(s, width) for s in self.sampling if s.temperature != 0), default=0)
+        k = max((self._k(s, width) for s in sampling if s.temperature != 0), default=0)
         values, index = torch.topk(x, k, dim=-1) if k else (x[:, :0], greedy[:, None][:, :0])
         flags, greedy, values, index = torch.stack([finite, broken]).cpu(), greedy.cpu(), values.cpu(), index.cpu()
         finite, broken = flags
         if bool(broken.any()):
             raise NumericsError(overflow_message(int(broken.sum()), b, self.precision))
         choice = []  # columns of `scores`
-        for r, s in enumerate(self.sampling):
-            if not finite[r]:
+        for j, (r, s) in enumerate(zip(rows, sampling, strict=True)):
+            if not finite[j]:
                 choice.append(0)
             elif s.temperature == 0:
-                choice.append(int(greedy[r]))
+                choice.append(int(greedy[j]))
             else:
-                choice.append(self._draw(values[r, : self._k(s, width)], index[r], s, self.generators[r]))
-        chosen = torch.tensor(choice, device=scores.device)
-        self._chosen.append(logp.gather(1, chosen[:, None])[:, 0].cpu())
-        if self.columns is None:
-            out = torch.full_like(scores, float("-inf"))
-        else:
-            chosen = torch.tensor([self._column_ids[c] for c in choice], device=scores.device)
-            out = scores.new_full((b, self.vocab_size), float("-inf"))
-        out.scatter_(1, chosen[:, None], 0.0)
-        return out
+                choice.append(self._draw(values[j, : self._k(s, width)], index[j], s, self.generators[r]))
+        chosen = logp.gather(1, torch.tensor(choice, device=scores.device)[:, None])[:, 0].tolist()
+        for r, lp in zip(rows, chosen, strict=True):
+            self._logprobs[r].append(lp)
+        return choice if self.columns is None else [self._column_ids[c] for c in choice]
 
     @staticmethod
     def _k(s: Sampling, vocab: int) -> int:
@@ -609,33 +601,35 @@ class RowSampler:
         elif self._column_ids and self._column_ids[-1] >= self.decodable:
             x[:, self.columns >= self.decodable] = float("-inf")
 
-    def _ban_ngrams(self, input_ids: Any, x: Any) -> None:
+    def _ban_ngrams(self, input_ids: Any, x: Any, rows: Sequence[int]) -> None:
         """No-repeat n-grams: each row's banned next tokens set to -inf in place, in one indexed write."""
-        if not any(s.no_repeat_ngram_size for s in self.sampling):
+        if not any(self.sampling[r].no_repeat_ngram_size for r in rows):
             return
         ids_list = input_ids.tolist()
         column = (lambda i: i) if self.columns is None else self._columns_by_id.get
-        rows, cols = [], []
-        for r, s in enumerate(self.sampling):
-            if s.no_repeat_ngram_size:
-                banned = [column(i) for i in _banned(ids_list[r][self.starts[r] :], s.no_repeat_ngram_size)]
+        lines, cols = [], []
+        for j, r in enumerate(rows):
+            n = self.sampling[r].no_repeat_ngram_size
+            if n:
+                banned = [column(i) for i in _banned(ids_list[j][self.starts[r] :], n)]
                 banned = sorted(c for c in banned if c is not None)
-                rows += [r] * len(banned)
+                lines += [j] * len(banned)
                 cols += banned
-        if rows:
-            x[rows, cols] = float("-inf")
+        if lines:
+            x[lines, cols] = float("-inf")
 
-    def _penalize(self, input_ids: Any, scores: Any) -> Any:
+    def _penalize(self, input_ids: Any, scores: Any, rows: Sequence[int]) -> Any:
         import torch
 
-        pens = [s.repetition_penalty for s in self.sampling]
+        sampling = [self.sampling[r] for r in rows]
+        pens = [s.repetition_penalty for s in sampling]
         if all(p == 1 for p in pens):
             return scores
         b, length = input_ids.shape
         dev = scores.device
         pos = torch.arange(length, device=dev)[None, :]
-        valid = pos >= torch.tensor(self.starts, device=dev)[:, None]
-        use_exempt = torch.tensor([s.penalty_exempt_particles for s in self.sampling], device=dev)[:, None]
+        valid = pos >= torch.tensor([self.starts[r] for r in rows], device=dev)[:, None]
+        use_exempt = torch.tensor([s.penalty_exempt_particles for s in sampling], device=dev)[:, None]
         if self.exempt is not None:
             valid &= ~(self.exempt[input_ids] & use_exempt)
         cols = input_ids

@@ -43,15 +43,19 @@ class RowLora:
     @contextlib.contextmanager
     def rows(self, adapters: Sequence[str | None]) -> Iterator[None]:
         """Within this block every forward pass is a batch of len(adapters) rows, row i with adapter
-        `adapters[i]` (None or an unknown name: the base weights)."""
-        for layer in self._layers:
-            layer.select(adapters)
+        `adapters[i]` (None or an unknown name: the base weights); `select` changes the rows within it."""
+        self.select(adapters)
         try:
             with self.peft_model.disable_adapter():
                 yield
         finally:
             for layer in self._layers:
                 layer.select(None)
+
+    def select(self, adapters: Sequence[str | None]) -> None:
+        """The rows of the following forward passes, inside `rows`: row i with adapter `adapters[i]`."""
+        for layer in self._layers:
+            layer.select(adapters)
 
 
 class _SideBySide:

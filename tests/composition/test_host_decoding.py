@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from tinyarchs import BYTE_FALLBACK, tiny_model, tiny_tokenizer
 
+import ensemble.composition.host as host_module
 from ensemble.composition.host import ExpertHost, exempt_token
 from ensemble.composition.types import Request, Sampling
 
@@ -169,8 +170,8 @@ def test_a_long_prompt_keeps_its_start_token_and_prefix_and_loses_its_oldest_tex
     model = tiny_model(arch, tok, max_positions=48)
     host = ExpertHost(model, tok)
     seen = []
-    generate = model.generate
-    monkeypatch.setattr(model, "generate", lambda **kw: seen.append(kw["input_ids"][0].tolist()) or generate(**kw))
+    decode = host_module.decode
+    monkeypatch.setattr(host_module, "decode", lambda *a: seen.append(a[3][0].tolist()) or decode(*a))
     text = LONG * 3
     [g] = host.generate([Request(text, "base", sampling(max_new_tokens=8), 0, prefix=PREFIX)])
     head = [start_token(tok), *tok(PREFIX, add_special_tokens=False)["input_ids"]]
@@ -198,3 +199,34 @@ def test_ids_past_the_tokenizer_are_never_chosen():
         hook.remove()
     for g in gens:
         assert g.tokens == 4 and g.text != ""
+
+
+def test_a_row_that_ends_leaves_the_batch_and_the_others_write_what_they_write_alone(host, tok):
+    """End-of-text made likely: sampled rows end at different steps, each one leaves the batch as it ends (its
+    cache rows and adapter with it), and the rows still running write what they write alone."""
+    rows = [
+        Request(p, e, sampling(max_new_tokens=16, temperature=1.0, no_repeat_ngram_size=3), 5 * i + k)
+        for i, p in enumerate(PROMPTS)
+        for k, e in enumerate(["family", "base", "family"])
+    ]
+    shapes = []
+    hook = steer(host, {tok.eos_token_id: 2.0})
+    count = host.model.get_base_model().register_forward_pre_hook(
+        lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        batched = host.generate(rows)
+        count.remove()
+        alone = [host.generate([r])[0] for r in rows]
+    finally:
+        count.remove()
+        hook.remove()
+    lengths = sorted({g.tokens for g in batched if g.finished})
+    assert len(lengths) >= 2 and any(not g.finished for g in batched)  # rows ended at different steps
+    steps = [rows_ for rows_, width in shapes if width == 1]
+    assert steps[0] == len(rows) and steps == sorted(steps, reverse=True) and steps[-1] < len(rows)
+    assert len(steps) == max(g.tokens for g in batched)
+    assert [g.text for g in batched] == [g.text for g in alone]
+    for b, a in zip(batched, alone, strict=True):
+        assert (b.tokens, b.finished) == (a.tokens, a.finished)
+        assert b.mean_logprob == pytest.approx(a.mean_logprob, abs=1e-4)
