@@ -36,7 +36,8 @@ Each side runs in its own process. "Peak memory" is the process's peak RSS, the 
 that set the goal were taken (a 7-row PEFT batch at ~1/4 of the recipe's memory). "Model memory" is the
 stricter view: the peak RSS above what the libraries hold once imported (the peak mark is reset after the
 imports). Threads: torch.set_num_threads(--threads) in every process
-(default 1), so both sides get the same compute whatever else runs on the machine.
+(default 1), so both sides get the same compute whatever else runs on the machine; `--threads 0` leaves torch's
+default (every core), which is what compose and the recipe's HF generate run with.
 Also checked: greedy outputs of the batched mixed-adapter rows equal each adapter run alone.
 """
 
@@ -277,7 +278,10 @@ def run_host(root: Path, args) -> dict:
         return sampler_choose(self, input_ids, scores, rows)
 
     host_mod.RowSampler.choose = timed_choose
-    sampling = Sampling.from_params(GenerationParams(max_new_tokens=args.max_new_tokens))
+    # Every row runs its full length, as the recipe's do: compose's stop at a sentence end saves tokens the
+    # chain would throw away, which only a whole document shows (benchmarks/quality.py's compose s/doc).
+    params = GenerationParams(max_new_tokens=args.max_new_tokens, stop_at_sentence=False)
+    sampling = Sampling.from_params(params)
     texts = prompts(args.experts, args.prompt_tokens, tok if args.base else None)
     tokens = doc_tokens = 0
     t0, c0 = time.perf_counter(), time.process_time()
@@ -372,7 +376,12 @@ def main() -> None:
         "--candidates", type=int, default=None, help="host rows per section and step (default: compose's default)"
     )
     ap.add_argument("--prompt-tokens", type=int, default=40)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per process; 0: torch's own default, every core (what compose and the recipe use)",
+    )
     ap.add_argument("--size", choices=["124m", "tiny"], default="124m")
     ap.add_argument(
         "--kv", choices=["auto", "narrow", "full"], default="auto", help="host KV cache: bfloat16 or model dtype"
@@ -403,7 +412,8 @@ def main() -> None:
 
     import torch
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.role:
         # Every side imports the same libraries first; its model memory is the peak RSS above this point.
         import peft  # noqa: F401
@@ -429,7 +439,8 @@ def main() -> None:
                 build(root, args.experts, args.size)
                 what = f"a random {args.size} GPT-2 + {args.experts} LoRA adapters"
             print(f"built {what} in {time.perf_counter() - t:.0f} s")
-        print(f"torch threads per process: {args.threads}; host KV cache: {args.kv}", flush=True)
+        threads = args.threads or f"torch's default ({torch.get_num_threads()})"
+        print(f"torch threads per process: {threads}; host KV cache: {args.kv}", flush=True)
         res = {
             "one": child("one", root, args),
             "recipe": child("recipe", root, args),

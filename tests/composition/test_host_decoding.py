@@ -230,3 +230,63 @@ def test_a_row_that_ends_leaves_the_batch_and_the_others_write_what_they_write_a
     for b, a in zip(batched, alone, strict=True):
         assert (b.tokens, b.finished) == (a.tokens, a.finished)
         assert b.mean_logprob == pytest.approx(a.mean_logprob, abs=1e-4)
+
+
+def test_sentence_marks_find_the_end_of_a_sentence_and_nothing_else(host, tok):
+    from ensemble.composition.sentence_stop import sentence_marks
+
+    marks = sentence_marks(tok, host.token_texts())
+    first = "값은 3.5배였다."
+    ids = tok(f"{first} 그리고 우리는 웃었다", add_special_tokens=False)["input_ids"]
+    stops = [k for k in range(1, len(ids) + 1) if marks.past_sentence_end(ids[:k])]
+    assert len(stops) == 1  # not after "3." (a digit follows), not at the text's end (no punctuation)
+    k = stops[0]
+    assert first in (tok.decode(ids[: k - 1]).strip(), tok.decode(ids[:k]).strip())
+
+
+def test_a_row_told_to_stop_ends_at_its_first_sentence_end_past_stop_after(host, tok, monkeypatch):
+    """The stopped row writes exactly what the same row writes without the stop, up to its first sentence end
+    past `stop_after` ids; a row beside it without the stop is unaffected, and both equal themselves alone."""
+    from ensemble.composition.sentence_stop import sentence_marks
+
+    marks = sentence_marks(tok, host.token_texts())
+    dot = tok.convert_tokens_to_ids(".")
+    bias = {dot: 3.0, **{i: 1.5 for i in sorted(marks.opens)[:40]}}
+    written = []
+    decode = host_module.decode
+    monkeypatch.setattr(host_module, "decode", lambda *a: written.append(decode(*a)) or written[-1])
+    settings = {"max_new_tokens": 40, "temperature": 1.0, "no_repeat_ngram_size": 0}
+    full = [Request(PROMPTS[i], "family", sampling(**settings), 11 + i) for i in range(2)]
+    stop = [Request(r.prompt, r.expert, sampling(**settings, stop_after=8), r.seed) for r in full]
+    hook = steer(host, {i: b for i, b in bias.items() if i is not None})
+    try:
+        host.generate(full)
+        ids_full = written[-1]
+        batched = host.generate([stop[0], full[1]])
+        ids_batched = written[-1]
+        alone = [host.generate([r])[0] for r in (stop[0], full[1])]
+    finally:
+        hook.remove()
+    ids, whole = ids_batched[0], ids_full[0]
+    assert ids_batched[1] == ids_full[1]  # the row without the stop wrote what it writes without a neighbour
+    assert 8 < len(ids) < len(whole) and ids == whole[: len(ids)]
+    assert marks.past_sentence_end(ids)
+    assert not any(marks.past_sentence_end(whole[:k]) for k in range(9, len(ids)))
+    assert [g.text for g in batched] == [g.text for g in alone]
+    assert not batched[0].finished  # stopped, not ended by the model
+
+
+def test_sentence_marks_read_a_dropped_leading_space_from_the_id_decoded_after_a_letter():
+    from ensemble.composition.sentence_stop import sentence_marks
+
+    pieces = ["a", "▁b", ".", "▁c", "d.▁"]  # how the ids really read
+
+    class Dropping:  # decodes a lone id without its leading space, as legacy SentencePiece tokenizers do
+        def batch_decode(self, rows):
+            return ["".join(pieces[i] for i in row).replace("▁", " ").lstrip() for row in rows]
+
+    tok = Dropping()
+    marks = sentence_marks(tok, tok.batch_decode([[i] for i in range(len(pieces))]))
+    assert marks.opens == {1, 3} and marks.closes == {2, 4} and marks.closes_spaced == {4}
+    assert marks.past_sentence_end([1, 2, 3]) and marks.past_sentence_end([0, 4])
+    assert not marks.past_sentence_end([1, 2]) and not marks.past_sentence_end([2, 0])
