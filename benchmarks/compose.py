@@ -278,10 +278,7 @@ def run_host(root: Path, args) -> dict:
         return sampler_choose(self, input_ids, scores, rows)
 
     host_mod.RowSampler.choose = timed_choose
-    # Every row runs its full length, as the recipe's do: compose's stop at a sentence end saves tokens the
-    # chain would throw away, which only a whole document shows (benchmarks/quality.py's compose s/doc).
-    params = GenerationParams(max_new_tokens=args.max_new_tokens, stop_at_sentence=False)
-    sampling = Sampling.from_params(params)
+    sampling = Sampling.from_params(GenerationParams(max_new_tokens=args.max_new_tokens))
     texts = prompts(args.experts, args.prompt_tokens, tok if args.base else None)
     tokens = doc_tokens = 0
     t0, c0 = time.perf_counter(), time.process_time()

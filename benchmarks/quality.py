@@ -101,7 +101,6 @@ CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
         False,
     ),
     "defaults": ({}, True),
-    "no-sentence-stop": ({"stop_at_sentence": False}, True),
     "topic-steering-0": ({"topic_weight": 0.0}, True),
     "topic-steering-1": ({"topic_weight": 1.0}, True),
     "topic-steering-3": ({"topic_weight": 3.0}, True),

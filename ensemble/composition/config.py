@@ -31,11 +31,6 @@ class GenerationParams(StrictModel):
     target_chars: int = Field(1000, gt=0, description="stop at the first sentence boundary past this many characters")
     paragraph_chars: int = Field(400, gt=0, description="start a new paragraph once the current one is this long")
     max_new_tokens: int = Field(64, gt=0, description="tokens generated per chaining step")
-    stop_at_sentence: bool = Field(
-        True,
-        description="a candidate stops at its first sentence end past half of max_new_tokens, instead of writing "
-        "on into a sentence the step would cut off",
-    )
     context_sentences: int = Field(2, ge=1, description="sentences written last that prompt the next step")
     prefix_heading: bool = Field(False, description="put the section heading before the context in every prompt")
     candidates: int = Field(3, ge=1, description="continuations sampled per step; the best one passing the guards wins")

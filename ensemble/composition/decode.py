@@ -2,10 +2,10 @@
 
 transformers' `generate` keeps a row that has ended in the batch until the last one ends (its padding costs
 a full row of work every step) and takes the choice back as scores over the whole vocabulary (on Gemma 3,
-262k numbers per row and step). Here the sampler returns ids, and a row that `ends` says is done (it chose the
-end-of-text token, or reached a sentence end where it was told to stop) is dropped: from the running ids and
-mask, and through `leave` from everything else that holds it per row (the KV cache, the adapter selection). A
-row's own text never depends on the others, so which rows are left in the batch changes nothing but the speed.
+262k numbers per row and step). Here the sampler returns ids, and a row that chose the end-of-text token is
+dropped: from the running ids and mask, and through `leave` from everything else that holds it per row (the
+KV cache, the adapter selection). A row's own text never depends on the others, so which rows are left in the
+batch changes nothing but the speed.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ Forward = Callable[[Any, Any, Sequence[int]], Any]
 Choose = Callable[[Any, Any, Sequence[int]], list[int]]
 # leave(kept): keep only these positions of the current batch, in this order
 Leave = Callable[[Any], None]
-# ends(row, its new ids so far) -> whether the row is done
-Ends = Callable[[int, Sequence[int]], bool]
 
 
 def decode(
@@ -30,10 +28,10 @@ def decode(
     input_ids: Any,
     mask: Any,
     max_new: int,
-    ends: Ends,
+    eos_id: int | None,
 ) -> list[list[int]]:
     """Up to `max_new` new ids for each row of `input_ids` (left-padded; the states of all but its last
-    position already in the model's cache), fewer where `ends` says the row is done."""
+    position already in the model's cache), a row ending with `eos_id` once it chose it."""
     import torch
 
     rows: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
@@ -43,7 +41,7 @@ def decode(
         chosen = choose(ids, forward(step_ids, mask, live), live)
         for r, token in zip(live, chosen, strict=True):
             rows[r].append(token)
-        kept = [j for j, r in enumerate(live) if not ends(r, rows[r])]
+        kept = [j for j, token in enumerate(chosen) if token != eos_id]
         if step == max_new - 1 or not kept:
             break
         step_ids = torch.tensor(chosen, device=ids.device)[:, None]

@@ -35,7 +35,6 @@ from .config import BASE_EXPERT
 from .decode import decode
 from .kv_cache import cache_keyword, forward_parameters, narrow_cache
 from .lora_rows import row_lora_or_none
-from .sentence_stop import SentenceMarks, sentence_marks
 from .types import Generation, Request, Sampling
 
 PEFT_BASE = "__base__"
@@ -135,7 +134,6 @@ class ExpertHost:
         self.swaps = 0
         self._texts: list[str] | None = None
         self._exempt: Any = None
-        self._marks: SentenceMarks | None = None
         self._exempt_mask(self.model.get_output_embeddings().weight.shape[0])  # once, at load time
         self._base_model = model  # the model PEFT wraps: its output layer is the one to replace
         self._head: Any = None  # a SubsetHead once the vocabulary is restricted
@@ -373,7 +371,7 @@ class ExpertHost:
                         return out.logits[:, -1]
 
                     new = decode(
-                        forward, sampler.choose, cache.batch_select_indices, input_ids, mask, max_new, self._ends(reqs)
+                        forward, sampler.choose, cache.batch_select_indices, input_ids, mask, max_new, tok.eos_token_id
                     )
         finally:
             quiet.setLevel(level)
@@ -401,25 +399,6 @@ class ExpertHost:
                 )
             )
         return out
-
-    def _ends(self, reqs: Sequence[Request]) -> Callable[[int, Sequence[int]], bool]:
-        """Whether row r is done after its new ids: at the end-of-text token, or at a sentence end once it
-        wrote more than its `stop_after` ids."""
-        eos = self.tokenizer.eos_token_id
-        marks = self._sentence_marks() if any(r.sampling.stop_after for r in reqs) else None
-
-        def ends(r: int, ids: Sequence[int]) -> bool:
-            after = reqs[r].sampling.stop_after
-            if ids[-1] == eos:
-                return True
-            return marks is not None and bool(after) and len(ids) > after and marks.past_sentence_end(ids)
-
-        return ends
-
-    def _sentence_marks(self) -> SentenceMarks:
-        if self._marks is None:
-            self._marks = sentence_marks(self.tokenizer, self.token_texts())
-        return self._marks
 
     @contextlib.contextmanager
     def _experts(self, experts: Sequence[str]) -> Iterator[Callable[[Sequence[int]], dict[str, Any]]]:

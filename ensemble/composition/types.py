@@ -10,8 +10,8 @@ from .config import GenerationParams
 
 @dataclass(frozen=True)
 class Sampling:
-    """Per-row decoding settings; rows with different settings still share one batch. The defaults live in
-    GenerationParams (`from_params`); here only the sentence stop has one: off."""
+    """Per-row decoding settings; rows with different settings still share one batch. No defaults here:
+    they live in GenerationParams (`from_params`)."""
 
     max_new_tokens: int
     temperature: float
@@ -20,7 +20,6 @@ class Sampling:
     repetition_penalty: float
     penalty_exempt_particles: bool
     no_repeat_ngram_size: int
-    stop_after: int = 0  # past this many new tokens the row stops at its first sentence end; 0: it never does
 
     @classmethod
     def from_params(cls, p: GenerationParams) -> Sampling:
@@ -32,7 +31,6 @@ class Sampling:
             repetition_penalty=p.repetition_penalty,
             penalty_exempt_particles=p.penalty_exempt_particles,
             no_repeat_ngram_size=p.no_repeat_ngram_size,
-            stop_after=max(1, p.max_new_tokens // 2) if p.stop_at_sentence else 0,
         )
 
 

@@ -9,10 +9,6 @@ from ensemble.composition.decode import decode
 EOS = 0
 
 
-def at_eos(row, ids):
-    return ids[-1] == EOS
-
-
 def test_rows_leave_the_batch_as_they_end_and_the_rest_are_fed_their_own_ids():
     # Row r writes script[r]; EOS ends rows 1 and 2 early, row 0 runs to max_new.
     script = [[5, 6, 7, 8], [9, EOS], [3, 4, EOS]]
@@ -33,7 +29,7 @@ def test_rows_leave_the_batch_as_they_end_and_the_rest_are_fed_their_own_ids():
         step["n"] += 1
         return [script[r][n] for r in live]
 
-    out = decode(forward, choose, lambda kept: left.append(kept.tolist()), input_ids, mask, 4, at_eos)
+    out = decode(forward, choose, lambda kept: left.append(kept.tolist()), input_ids, mask, 4, EOS)
 
     assert out == script
     assert lives == [[0, 1, 2], [0, 1, 2], [0, 2], [0]]
@@ -50,11 +46,10 @@ def test_the_loop_stops_at_max_new_or_when_every_row_has_ended():
         return torch.zeros(len(live), 4)
 
     ids, mask = torch.tensor([[1, 2]]), torch.ones(1, 2, dtype=torch.long)
-    assert decode(forward, lambda i, s, live: [7] * len(live), lambda kept: None, ids, mask, 3, at_eos) == [[7, 7, 7]]
+    assert decode(forward, lambda i, s, live: [7] * len(live), lambda kept: None, ids, mask, 3, EOS) == [[7, 7, 7]]
     assert len(calls) == 3
     calls.clear()
-    assert decode(forward, lambda i, s, live: [EOS] * len(live), lambda k: None, ids, mask, 3, at_eos) == [[EOS]]
+    assert decode(forward, lambda i, s, live: [EOS] * len(live), lambda k: None, ids, mask, 3, EOS) == [[EOS]]
     assert len(calls) == 1
     calls.clear()
-    never = lambda row, ids: False  # noqa: E731
-    assert decode(forward, lambda i, s, live: [EOS] * len(live), lambda k: None, ids, mask, 3, never) == [[EOS] * 3]
+    assert decode(forward, lambda i, s, live: [EOS] * len(live), lambda k: None, ids, mask, 3, None) == [[EOS] * 3]
