@@ -42,7 +42,7 @@ end the seconds each stage took (prepare = index + base + experts, then each con
 
 "No guards" means the repeat and copy guards accept every sentence; when `GenerationParams` has no switch for
 that, this script turns them off by patching the guard classes for that configuration only. Contrastive search
-is not offered: compose samples in its own per-row logits processor, which has no degeneration penalty.
+is not offered: compose samples with its own per-row sampler, which has no degeneration penalty.
 
 Sizes are flags because a CPU run is slow: the `test` preset and --target-chars 200 take a few minutes, the
 `tiny` preset with six sections of 600 characters and two seeds about half an hour on two cores. Gemma 3 270M
