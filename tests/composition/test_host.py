@@ -312,3 +312,38 @@ def test_on_a_gpu_rows_per_pass_follow_its_free_memory(host, monkeypatch):
     assert host.rows_within_budget(4096, 100_000) == int(KV_FREE_SHARE * 71 * gib // per_row)
     free[0] = 1 * gib
     assert host.rows_within_budget(4096, 100_000) == int(KV_FREE_SHARE * 2 * gib // per_row)
+
+
+@pytest.mark.parametrize("path", ["lora_rows", "peft"])
+def test_rows_that_end_leave_the_batch_on_either_adapter_path(request, path):
+    """End-of-text made a little likelier: rows of mixed experts end at different steps and leave the batch as they do
+    (the adapters of the rows left must follow: each expert's rows still equal themselves alone)."""
+    import torch
+
+    host = request.getfixturevalue("host" if path == "lora_rows" else "peft_path_host")
+    eos = host.tokenizer.eos_token_id
+    head = host.model.get_output_embeddings()
+    bias = torch.zeros(head.weight.shape[0])
+    bias[eos] = 0.5
+    experts = ["family", "friends", "base"]
+    reqs = [Request(p, e, SAMPLED, 3 * i + k) for i, p in enumerate(PROMPTS) for k, e in enumerate(experts)]
+    rows = []
+    hooks = [
+        head.register_forward_hook(lambda m, args, out: out + bias.to(out.dtype)),
+        host.model.get_base_model().register_forward_pre_hook(
+            lambda m, args, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True
+        ),
+    ]
+    try:
+        batched = host.generate(reqs)
+        shrinking = list(rows)
+        alone = [host.generate([r])[0] for r in reqs]
+    finally:
+        for h in hooks:
+            h.remove()
+    ended = [g.tokens for g in batched if g.finished]
+    assert len(set(ended)) >= 2 and any(not g.finished for g in batched)
+    assert min(shrinking) < len(reqs) <= max(shrinking)
+    assert [g.text for g in batched] == [g.text for g in alone]
+    for b, a in zip(batched, alone, strict=True):
+        assert (b.tokens, b.finished) == (a.tokens, a.finished)
