@@ -20,9 +20,10 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
     """A fresh transformers Cache whose layers store up to `max_length` positions as `storage_dtype`
     (it grows past that if it must).
 
-    `batch_select_indices(rows)` right after a prefill of distinct prompts gives row i the states of prompt
-    `rows[i]`. Where the states are widened for attention anyway (storage narrower than compute), each
-    prompt's states are then kept once and only the positions after them per row; otherwise they are copied.
+    `batch_select_indices(rows)` gives row i the states of row `rows[i]`: right after a prefill of distinct
+    prompts (the candidates sharing one), and whenever rows leave the batch. Where the states are widened for
+    attention anyway (storage narrower than compute), the positions held at the first such call are then kept
+    once and only the positions after them per row; otherwise they are copied.
     """
     import torch
     from transformers.cache_utils import Cache, DynamicLayer
