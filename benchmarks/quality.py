@@ -10,6 +10,8 @@ topic; then composes the same outline once per decoding configuration and seed, 
 
 - recipe: the original recipe's decoding: repetition_penalty 2.0 on every token (particles included),
   top-k 30, top-p 0.95, 2-sentence chaining, one sample per step, no guards, the whole vocabulary;
+- recipe-models: the same decoding run the recipe's way, each expert its own full model generating alone at
+  batch 1 with transformers' `generate` (compose's chain around it): what the recipe's writer waited for;
 - defaults: this project's compose defaults (see `GenerationParams`; the outline's `vocabulary: corpus`);
 - the alternatives listed in CONFIGS, each changing one thing.
 
@@ -84,22 +86,23 @@ from ensemble.training.registry import list_experts
 OUTLINE_KEYS = ("vocabulary", "precision")
 
 # name -> (generation settings over the defaults, guards on?)
+RECIPE = {
+    "repetition_penalty": 2.0,
+    "penalty_exempt_particles": False,
+    "no_repeat_ngram_size": 0,
+    "top_k": 30,
+    "top_p": 0.95,
+    "temperature": 1.0,
+    "context_sentences": 2,
+    "candidates": 1,
+    "vocabulary": "all",
+    "topic_weight": 0.0,
+}
 CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
-    "recipe": (
-        {
-            "repetition_penalty": 2.0,
-            "penalty_exempt_particles": False,
-            "no_repeat_ngram_size": 0,
-            "top_k": 30,
-            "top_p": 0.95,
-            "temperature": 1.0,
-            "context_sentences": 2,
-            "candidates": 1,
-            "vocabulary": "all",
-            "topic_weight": 0.0,
-        },
-        False,
-    ),
+    "recipe": (RECIPE, False),
+    # The recipe's decoding run the recipe's way: each expert its own full model (LoRA merged in), every
+    # continuation generated alone at batch 1 by transformers' `generate` (see RecipeModels).
+    "recipe-models": (RECIPE, False),
     "defaults": ({}, True),
     "topic-steering-0": ({"topic_weight": 0.0}, True),
     "topic-steering-1": ({"topic_weight": 1.0}, True),
@@ -372,6 +375,90 @@ def sections_for(root: Path, names: list[str], topics_file: dict[str, Any] | Non
     return [{"heading": TOPICS[n][0], "expert": n, "prompt": TOPICS[n][2]} for n in names if n in TOPICS]
 
 
+class RecipeModels:
+    """The recipe's way of running its experts, in place of compose's host: each expert its own full model (the
+    base with its LoRA adapter merged in), every continuation generated alone, at batch 1, by transformers'
+    `generate` with the request's sampling (its repetition penalty over every id, prompt included, as the recipe
+    had it). The chain around it is compose's, so both ways write the same outline and are measured alike."""
+
+    vocabulary = None
+
+    def __init__(self, cfg: Any, experts: dict[str, Any], *, precision: Any, **_: Any) -> None:
+        from peft import PeftModel
+
+        from ensemble.training.base import load_base_model
+
+        self.models: dict[str, Any] = {}
+        for name, expert in experts.items():
+            model, self.tok = load_base_model(cfg, device=precision.device, dtype=precision.dtype)
+            if expert.method == "lora":
+                model = PeftModel.from_pretrained(model, str(expert.adapter)).merge_and_unload()
+            elif expert.method != "base":
+                raise SystemExit(f"recipe-models runs LoRA experts only; '{name}' is a {expert.method} expert")
+            self.models[name] = model.eval()
+
+    def generate(self, requests: Any) -> list[Any]:
+        return [self._one(r) for r in requests]
+
+    def _one(self, request: Any) -> Any:
+        import torch
+
+        from ensemble.composition.types import Generation
+
+        tok, s = self.tok, request.sampling
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        ids = torch.tensor([[start, *tok(request.prefix + request.prompt, add_special_tokens=False)["input_ids"]]])
+        torch.manual_seed(request.seed)
+        with torch.inference_mode():
+            out = self.models[request.expert].generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=s.temperature > 0,
+                temperature=s.temperature or None,
+                top_k=s.top_k,
+                top_p=s.top_p,
+                repetition_penalty=s.repetition_penalty,
+                no_repeat_ngram_size=s.no_repeat_ngram_size,
+                max_new_tokens=s.max_new_tokens,
+                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
+        new = out.sequences[0, ids.shape[1] :].tolist()
+        logps = [torch.log_softmax(step[0].float(), -1)[t].item() for step, t in zip(out.logits, new, strict=False)]
+        finished = tok.eos_token_id in new
+        n = new.index(tok.eos_token_id) + 1 if finished else len(new)
+        text_ids = new[: n - 1] if finished else new[:n]
+        text = tok.decode(text_ids, skip_special_tokens=True)
+        ends = [len(tok.decode(text_ids[: k + 1], skip_special_tokens=True)) for k in range(len(text_ids))]
+        lp = logps[:n]
+        return Generation(
+            text=text,
+            mean_logprob=sum(lp) / len(lp) if lp else float("-inf"),
+            tokens=n,
+            finished=finished,
+            token_logprobs=tuple(lp),
+            token_ends=tuple(ends + [len(text)] if finished else ends),
+        )
+
+
+@contextlib.contextmanager
+def host_for(name: str) -> Iterator[None]:
+    """Within this block compose runs the experts as configuration `name` says: RecipeModels for
+    recipe-models, its own host otherwise."""
+    if name != "recipe-models":
+        yield
+        return
+    from ensemble.composition import run
+
+    saved = run.load_host
+    run.load_host = RecipeModels  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        run.load_host = saved  # type: ignore[assignment]
+
+
 def run_config(
     cfg: Any, root: Path, name: str, sections: list[dict[str, str]], seeds: list[int], target: int, title: str = "함께"
 ) -> dict[str, float]:
@@ -379,7 +466,7 @@ def run_config(
     top = {k: v for k, v in settings.items() if k in OUTLINE_KEYS}
     settings = {k: v for k, v in settings.items() if k not in OUTLINE_KEYS}
     rows: list[dict[str, float]] = []
-    with guards(guarded) as extra:
+    with guards(guarded) as extra, host_for(name):
         outline = {
             "title": title,
             **top,
