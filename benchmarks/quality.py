@@ -85,7 +85,7 @@ from ensemble.training.registry import list_experts
 # Settings of the whole outline rather than of its sections' `defaults`.
 OUTLINE_KEYS = ("vocabulary", "precision")
 
-# name -> (generation settings over the defaults, guards on?)
+# The original recipe's decoding.
 RECIPE = {
     "repetition_penalty": 2.0,
     "penalty_exempt_particles": False,
@@ -98,11 +98,10 @@ RECIPE = {
     "vocabulary": "all",
     "topic_weight": 0.0,
 }
+# name -> (generation settings over the defaults, guards on?)
 CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
     "recipe": (RECIPE, False),
-    # The recipe's decoding run the recipe's way: each expert its own full model (LoRA merged in), every
-    # continuation generated alone at batch 1 by transformers' `generate` (see RecipeModels).
-    "recipe-models": (RECIPE, False),
+    "recipe-models": (RECIPE, False),  # run by RecipeModels instead of compose's host
     "defaults": ({}, True),
     "topic-steering-0": ({"topic_weight": 0.0}, True),
     "topic-steering-1": ({"topic_weight": 1.0}, True),
