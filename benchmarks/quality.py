@@ -402,7 +402,7 @@ class RecipeModels:
     def _one(self, request: Any) -> Any:
         import torch
 
-        from ensemble.composition.types import Generation
+        from ensemble.composition.host import generation
 
         tok, s = self.tok, request.sampling
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
@@ -425,20 +425,7 @@ class RecipeModels:
             )
         new = out.sequences[0, ids.shape[1] :].tolist()
         logps = [torch.log_softmax(step[0].float(), -1)[t].item() for step, t in zip(out.logits, new, strict=False)]
-        finished = tok.eos_token_id in new
-        n = new.index(tok.eos_token_id) + 1 if finished else len(new)
-        text_ids = new[: n - 1] if finished else new[:n]
-        text = tok.decode(text_ids, skip_special_tokens=True)
-        ends = [len(tok.decode(text_ids[: k + 1], skip_special_tokens=True)) for k in range(len(text_ids))]
-        lp = logps[:n]
-        return Generation(
-            text=text,
-            mean_logprob=sum(lp) / len(lp) if lp else float("-inf"),
-            tokens=n,
-            finished=finished,
-            token_logprobs=tuple(lp),
-            token_ends=tuple(ends + [len(text)] if finished else ends),
-        )
+        return generation(tok, new, logps)
 
 
 @contextlib.contextmanager

@@ -341,7 +341,6 @@ class ExpertHost:
         owner: dict[tuple[str, tuple[int, ...]], int] = {}
         rows_of = [owner.setdefault((r.expert, tuple(e.ids)), len(owner)) for r, e in zip(reqs, encoded, strict=True)]
         experts = [r.expert for r in reqs]
-        extra = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_takes else {}
         # Our prompts start with the end-of-text token, which is also the pad token: transformers then warns
         # about padding without a mask on steps where it passes none because nothing is padded.
         quiet = logging.getLogger("transformers.modeling_utils")
@@ -358,17 +357,8 @@ class ExpertHost:
                 with self._experts(experts) as select:
 
                     def forward(step_ids: Any, step_mask: Any, live: Sequence[int]) -> Any:
-                        if "position_ids" in self._forward_takes:
-                            extra["position_ids"] = step_mask.sum(-1, keepdim=True) - 1
-                        out = self.model(
-                            input_ids=step_ids,
-                            attention_mask=step_mask,
-                            use_cache=True,
-                            **{self._cache_keyword: cache},
-                            **extra,
-                            **select(live),
-                        )
-                        return out.logits[:, -1]
+                        positions = step_mask.sum(-1, keepdim=True) - 1
+                        return self._forward(cache, step_ids, step_mask, positions, select(live)).logits[:, -1]
 
                     new = decode(
                         forward, sampler.choose, cache.batch_select_indices, input_ids, mask, max_new, tok.eos_token_id
@@ -376,29 +366,7 @@ class ExpertHost:
         finally:
             quiet.setLevel(level)
         logps = sampler.logprobs()
-        out = []
-        for r, row in enumerate(new):
-            n = len(row)
-            finished = False
-            if tok.eos_token_id is not None and tok.eos_token_id in row:
-                n = row.index(tok.eos_token_id) + 1
-                finished = True
-            text_ids = row[: n - 1] if finished else row[:n]
-            lp = logps[r][:n]
-            text = tok.decode(text_ids, skip_special_tokens=True)
-            # where each token ends in `text`, so a candidate can be ranked by the tokens of what it keeps
-            ends = [len(tok.decode(text_ids[: k + 1], skip_special_tokens=True)) for k in range(len(text_ids))]
-            out.append(
-                Generation(
-                    text=text,
-                    mean_logprob=float(sum(lp) / len(lp)) if lp else float("-inf"),
-                    tokens=n,
-                    finished=finished,
-                    token_logprobs=tuple(lp),
-                    token_ends=tuple(ends + [len(text)] if finished else ends),
-                )
-            )
-        return out
+        return [generation(tok, row, lp) for row, lp in zip(new, logps, strict=True)]
 
     @contextlib.contextmanager
     def _experts(self, experts: Sequence[str]) -> Iterator[Callable[[Sequence[int]], dict[str, Any]]]:
@@ -427,26 +395,52 @@ class ExpertHost:
         PREFILL_CHUNK positions at a time, each numbered from the mask (padding skipped) as the token loop
         numbers the rest."""
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        extra = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_takes else {}
         with self._experts(experts) as select:
             kwargs = select(range(len(experts)))
             for start in range(0, ids.shape[1], PREFILL_CHUNK):
                 end = min(start + PREFILL_CHUNK, ids.shape[1])
-                if "position_ids" in self._forward_takes:
-                    extra["position_ids"] = positions[:, start:end]
-                self.model(
-                    input_ids=ids[:, start:end],
-                    attention_mask=mask[:, :end],
-                    use_cache=True,
-                    **{self._cache_keyword: cache},
-                    **extra,
-                    **kwargs,
-                )
+                self._forward(cache, ids[:, start:end], mask[:, :end], positions[:, start:end], kwargs)
+
+    def _forward(self, cache: Any, ids: Any, mask: Any, positions: Any, adapters: dict[str, Any]) -> Any:
+        """One forward pass of `ids` (positions numbered `positions`) into `cache`, only the last position's
+        scores computed where the model can skip the others; `adapters`: from `_experts`' `select`."""
+        extra: dict[str, Any] = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_takes else {}
+        if "position_ids" in self._forward_takes:
+            extra["position_ids"] = positions
+        return self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            use_cache=True,
+            **{self._cache_keyword: cache},
+            **extra,
+            **adapters,
+        )
 
 
 class Encoded(NamedTuple):
     ids: list[int]
     head: int  # the leading ids that are not text: the start token and the request's prefix
+
+
+def generation(tokenizer: Any, new_ids: Sequence[int], logprobs: Sequence[float]) -> Generation:
+    """A row's continuation as the chain takes it: its ids up to and with the end-of-text token (which ends it)
+    and their log-likelihoods, the text without that token, and where each id ends in the text (so a candidate
+    can be ranked by the tokens of what it keeps)."""
+    eos = tokenizer.eos_token_id
+    finished = eos is not None and eos in new_ids
+    n = list(new_ids).index(eos) + 1 if finished else len(new_ids)
+    text_ids = list(new_ids[: n - 1] if finished else new_ids[:n])
+    lp = list(logprobs[:n])
+    text = tokenizer.decode(text_ids, skip_special_tokens=True)
+    ends = [len(tokenizer.decode(text_ids[: k + 1], skip_special_tokens=True)) for k in range(len(text_ids))]
+    return Generation(
+        text=text,
+        mean_logprob=float(sum(lp) / len(lp)) if lp else float("-inf"),
+        tokens=n,
+        finished=finished,
+        token_logprobs=tuple(lp),
+        token_ends=tuple(ends + [len(text)] if finished else ends),
+    )
 
 
 def cuda_free_bytes(device: Any) -> int:
