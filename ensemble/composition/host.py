@@ -11,7 +11,8 @@
 - Rows with the same prompt and expert (a section's candidates) share the prompt's computation: it runs once
   and its KV cache goes to each of those rows (kept once in the narrow cache, copied otherwise) before
   the token loop goes on from the last prompt position.
-- On a CPU in float32 the linear layers multiply with weights pre-packed for oneDNN (`packed_linear`).
+- On a CPU in float32 the linear layers multiply with weights pre-packed for oneDNN (`packed_linear`), and
+  the output layer in int8 after a fixed rotation (`int8_head`).
 - The token loop is our own (`decode`), not HF `generate` (so no setting of the base's `generation_config`
   ever applies): each row is sampled by itself with its own seeded generator and its own settings, and a row
   that ends leaves the batch. So a row's text depends on its prompt, expert and seed, not on which other rows
@@ -92,9 +93,11 @@ class ExpertHost:
         narrow_kv: bool | None = None,
         threads: int | None = None,
         packed: bool | None = None,
+        int8_head: bool | None = None,
     ) -> None:
         import torch
 
+        from .int8_head import Int8Head, int8_available
         from .packed_linear import pack_linears, packing_available
 
         model.eval()
@@ -136,8 +139,18 @@ class ExpertHost:
         self._exempt: Any = None
         self._exempt_mask(self.model.get_output_embeddings().weight.shape[0])  # once, at load time
         self._base_model = model  # the model PEFT wraps: its output layer is the one to replace
+        self._full_head = model.get_output_embeddings()
         self._head: Any = None  # a SubsetHead once the vocabulary is restricted
         self._allowed: Any = None
+        # The output layer in int8 wherever it works (a CPU in float32; see int8_head.py), unless int8_head=False.
+        self.int8_head = (
+            int8_head is not False
+            and isinstance(self._full_head, torch.nn.Linear)
+            and int8_available(self.device, next(model.parameters()).dtype)
+        )
+        self._output: Any = None  # the layer standing in for the output layer (refreshed after a swap)
+        if self.int8_head:
+            self._replace_output(Int8Head(self._full_head))
 
     # -- experts --------------------------------------------------------------------------------------
 
@@ -186,8 +199,8 @@ class ExpertHost:
                 layer.refresh()
         self._active = name
         self.swaps += 1
-        if self._head is not None:
-            self._head.refresh()  # a freeze expert may hold output-layer weights
+        if self._output is not None:
+            self._output.refresh()  # a freeze expert may hold output-layer weights
 
     def token_texts(self) -> list[str]:
         """Each id of the tokenizer decoded alone (computed once)."""
@@ -220,7 +233,7 @@ class ExpertHost:
 
         from .subset_head import SubsetHead
 
-        head = self._base_model.get_output_embeddings()
+        head = self._full_head
         if not isinstance(head, torch.nn.Linear):
             raise ArtifactError(
                 "this base's output layer is not a plain linear layer, so compose cannot limit it to the "
@@ -229,11 +242,15 @@ class ExpertHost:
         vocab = head.weight.shape[0]
         index = torch.tensor(sorted({int(i) for i in ids if 0 <= int(i) < vocab}), dtype=torch.long)
         if len(index) < SUBSET_HEAD_SHARE * vocab:  # else its copy of the rows costs more memory than it saves time
-            self._head = SubsetHead(head, index.to(self.device), packed=self.packed)
-            self._base_model.set_output_embeddings(self._head)
+            self._head = SubsetHead(head, index.to(self.device), packed=self.packed, int8=self.int8_head)
+            self._replace_output(self._head)
         allowed = torch.zeros(vocab, dtype=torch.bool)
         allowed[index] = True
         self._allowed = allowed.to(self.device)
+
+    def _replace_output(self, layer: Any) -> None:
+        self._output = layer
+        self._base_model.set_output_embeddings(layer)
 
     # -- generation -----------------------------------------------------------------------------------
 

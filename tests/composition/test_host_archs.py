@@ -45,14 +45,18 @@ def arch(request, tmp_path_factory):
     }
     freeze = {"nature": save_freeze_expert(model, root / "nature", 3)}
     host = ExpertHost(model, tok, lora=lora, freeze=freeze)
-    return SimpleNamespace(name=name, tok=tok, host=host, lora=lora, freeze=freeze)
+    # With a float32 output layer: the same arithmetic as transformers' own, to compare with it.
+    exact = ExpertHost(tiny_model(name, tok), tok, lora=lora, freeze=freeze, int8_head=False)
+    return SimpleNamespace(name=name, tok=tok, host=host, exact=exact, lora=lora, freeze=freeze)
 
 
 def assert_same(batched, alone) -> None:
     assert [g.text for g in batched] == [g.text for g in alone]
     for b, a in zip(batched, alone, strict=True):
         assert b.tokens == a.tokens and b.finished == a.finished
-        assert b.mean_logprob == pytest.approx(a.mean_logprob, abs=1e-4)
+        # A row's hidden state can differ from itself alone in the last bits (attention over another padding),
+        # which the int8 output layer's rounding can turn into a few ten-thousandths of a nat.
+        assert b.mean_logprob == pytest.approx(a.mean_logprob, abs=2e-3)
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -109,7 +113,7 @@ def test_a_row_gives_what_transformers_generates_with_that_expert(arch, expert):
     from safetensors.torch import load_file
     from transformers import GenerationConfig
 
-    host, tok = arch.host, arch.tok
+    host, tok = arch.exact, arch.tok
     start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
     ids = [start, *tok(LONG, add_special_tokens=False)["input_ids"]]
     if arch.name == "gemma3":
