@@ -98,7 +98,7 @@ class ExpertHost:
         import torch
 
         from .int8_head import Int8Head, int8_available
-        from .packed_linear import pack_linears, packing_available
+        from .packed_linear import file_mappings, pack_linears, packing_available
 
         model.eval()
         self.tokenizer = tokenizer
@@ -131,6 +131,7 @@ class ExpertHost:
         self.packed = packed is not False and packing_available(self.device, next(model.parameters()).dtype)
         # Where no freeze expert writes into a weight, its packed copy is all that is kept of it.
         written = {id(self._params[n]) for n in touched}
+        self._written = written
         layers = pack_linears(self.model, keep=written) if self.packed else []
         self._packed_by_weight = {id(layer.weight): layer for layer in layers}
         self._active: str | None = None
@@ -150,7 +151,8 @@ class ExpertHost:
         )
         self._output: Any = None  # the layer standing in for the output layer (refreshed after a swap)
         if self.int8_head:
-            self._replace_output(Int8Head(self._full_head))
+            unwritten = id(self._full_head.weight) not in written
+            self._replace_output(Int8Head(self._full_head, file_mappings() if unwritten else ()))
 
     # -- experts --------------------------------------------------------------------------------------
 
@@ -249,8 +251,15 @@ class ExpertHost:
         self._allowed = allowed.to(self.device)
 
     def _replace_output(self, layer: Any) -> None:
+        """`layer` (holding its own copy of the output layer's rows) computes the scores from now on. The
+        original weight is no longer read in full (a tied embedding reads a row per token): its pages mapped
+        from the weights file are dropped, unless a freeze expert writes into it."""
+        from .packed_linear import file_mappings, forget_file_pages
+
         self._output = layer
         self._base_model.set_output_embeddings(layer)
+        if id(layer.weight) not in self._written:
+            forget_file_pages(layer.weight, file_mappings())
 
     # -- generation -----------------------------------------------------------------------------------
 

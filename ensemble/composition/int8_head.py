@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from .packed_linear import packed_linear, packed_weight, packing_available
+from .packed_linear import forget_file_pages, packed_linear, packed_weight, packing_available
 
 # Rotation blocks: the largest power of two up to this that divides the hidden size (640 -> 128, 576 -> 64).
 MAX_BLOCK = 128
 # Output rows quantized at a time while building the int8 copy (bounds the float copy made on the way).
-CHUNK_ROWS = 16384
+CHUNK_ROWS = 2048
 SIGN_SEED = 0
 
 
@@ -62,7 +63,9 @@ def rotation(size: int) -> torch.Tensor:
 class Int8Rows:
     """`x @ weight.T` with `weight` (outputs x features, float32) held in int8, one scale per output."""
 
-    def __init__(self, weight: torch.Tensor) -> None:
+    def __init__(self, weight: torch.Tensor, file_maps: Sequence[tuple[int, int]] = ()) -> None:
+        """`file_maps` (`file_mappings()`): drop the pages of `weight` mapped from its file as they are read,
+        so that building the copy never holds the whole weight's pages besides it."""
         outputs, features = weight.shape
         self.features = features
         self.block = block_size(features)
@@ -72,11 +75,12 @@ class Int8Rows:
         scales = torch.empty(outputs, dtype=torch.float64)
         with torch.no_grad():
             for at in range(0, outputs, CHUNK_ROWS):
-                rows = weight[at : at + CHUNK_ROWS].detach().float()
+                rows = weight[at : at + CHUNK_ROWS].detach()
                 turned = (rows.reshape(len(rows), -1, self.block) @ turn).reshape(len(rows), features)
-                scale = (turned.abs().amax(1) / 127).clamp_min(1e-12)
-                values[at : at + len(rows)] = torch.round(turned / scale[:, None]).to(torch.int8)
+                scale = turned.abs().amax(1).div_(127).clamp_min_(1e-12)
+                values[at : at + len(rows)] = turned.div_(scale[:, None]).round_()
                 scales[at : at + len(rows)] = scale
+                forget_file_pages(rows, file_maps)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # quantized tensors are deprecated as user-facing values
             quantized = torch._make_per_channel_quantized_tensor(
@@ -100,15 +104,17 @@ class Int8Head(torch.nn.Module):
     """Stands in for a linear output layer: the same weight (and bias) Parameters under the same names (tied
     embeddings keep theirs), plus their int8 copy, which `refresh` renews after the values change."""
 
-    def __init__(self, head: torch.nn.Linear) -> None:
+    def __init__(self, head: torch.nn.Linear, file_maps: Sequence[tuple[int, int]] = ()) -> None:
         super().__init__()
         self.weight = head.weight
         self.bias = head.bias
         self.rows: Int8Rows
-        self.refresh()
+        self.refresh(file_maps)
 
-    def refresh(self) -> None:
-        self.rows = Int8Rows(self.weight)
+    def refresh(self, file_maps: Sequence[tuple[int, int]] = ()) -> None:
+        """`file_maps`: see Int8Rows (never for a weight a freeze expert writes into: its written pages would
+        be lost)."""
+        self.rows = Int8Rows(self.weight, file_maps)
 
     def forward(self, hidden: torch.Tensor) -> Any:
         return self.rows(hidden, self.bias)

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 ProvenanceMode = Literal["off", "report", "footnotes"]
 
-CACHE_FORMAT = "ensemble-compose-section/2"
+CACHE_FORMAT = "ensemble-compose-section/3"  # 3: the int8 output layer
 
 
 @dataclass
@@ -347,6 +347,7 @@ def compose(
         cfg,
         # a precision this machine or base cannot take is refused before anything is written
         precision=_precision(cfg, outline),
+        int8_head=outline.precision == "auto",
         max_batch=max_batch,
         vocabulary=vocabulary_key(corpus, base_fp) if corpus is not None else None,
     )
@@ -639,18 +640,20 @@ def load_host(
     experts: dict[str, _Expert],
     *,
     precision: Precision,
+    int8_head: bool = True,
     max_batch: int | None = None,
     vocabulary: str | None = None,
 ) -> Any:
     """The base once, on the device and in the dtype of `precision` (see `_precision`), with every needed expert
-    attached; with `vocabulary` (a `vocabulary_key`), limited to the corpus's vocabulary."""
+    attached; with `vocabulary` (a `vocabulary_key`), limited to the corpus's vocabulary. `int8_head`: the output
+    layer in int8 where the host can (a CPU in float32), as `precision: auto` has it; `fp32` keeps it float32."""
     from ..training.base import load_base_model
     from .host import ExpertHost
 
     model, tokenizer = load_base_model(cfg, device=precision.device, dtype=precision.dtype)
     lora = {n: e.adapter for n, e in experts.items() if e.method == "lora" and e.adapter is not None}
     freeze = {n: e.adapter / "trained.safetensors" for n, e in experts.items() if e.method == "freeze" and e.adapter}
-    host = ExpertHost(model, tokenizer, lora=lora, freeze=freeze, max_batch=max_batch)
+    host = ExpertHost(model, tokenizer, lora=lora, freeze=freeze, max_batch=max_batch, int8_head=int8_head)
     if vocabulary is not None:
         ids = corpus_vocabulary(cfg, tokenizer, host.token_texts(), vocabulary)
         if ids is not None:
