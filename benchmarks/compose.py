@@ -3,6 +3,7 @@ or on a real base.
 
     python benchmarks/compose.py [--experts 7] [--steps 2] [--max-new-tokens 48] [--candidates 3]
                                  [--threads 1] [--kv auto|narrow|full] [--matmul auto|packed|plain]
+                                 [--head auto|int8|float]
                                  [--lean-batch 11] [--size 124m|tiny] [--base DIR [--corpus FILE]] [--keep DIR]
 
 Both sides write the same document: `experts` sections, each `steps` chaining steps of `max-new-tokens`
@@ -22,8 +23,9 @@ vocabulary, as the recipe did.
   twice: with the default rows per forward pass (as many as keep the KV cache within a quarter of the
   weights: here all 21 in one pass) and with `--lean-batch` rows per pass (21 rows go as 11 + 10: less
   memory, fewer tokens/s), and a third time with torch's own matmuls instead of weights pre-packed for oneDNN
-  ("host plain"; the host packs by default on a CPU in float32, `--matmul`). On a CPU the host keeps its KV
-  cache in bfloat16 (`--kv`).
+  ("host plain"; the host packs by default on a CPU in float32, `--matmul`), and a fourth time with a float32
+  output layer instead of its int8 copy ("host fp32 head"; the host's default on a CPU in float32 is int8,
+  `--head`). On a CPU the host keeps its KV cache in bfloat16 (`--kv`).
 
 "document" tokens count only the kept candidate: the headline, the speed a writer feels (the host samples 3
 candidates per step to keep the best, the recipe samples one); "generated" tokens count every candidate, the
@@ -257,6 +259,7 @@ def run_host(root: Path, args) -> dict:
         narrow_kv=narrow,
         max_batch=args.max_batch or None,
         packed=None if args.matmul == "auto" else args.matmul == "packed",
+        int8_head=None if args.head == "auto" else args.head == "int8",
     )
     if args.corpus:
         from ensemble.composition.vocabulary import tokenizer_allowed_ids
@@ -351,7 +354,7 @@ ROLES = {"recipe": run_recipe, "host": run_host, "one": run_one}
 
 def child(role: str, root: Path, args, **override) -> dict:
     cmd = [sys.executable, __file__, "--role", role, "--root", str(root)]
-    keys = ("experts", "steps", "max_new_tokens", "candidates", "threads", "prompt_tokens", "size", "kv", "matmul")
+    keys = ("experts", "steps", "max_new_tokens", "candidates", "threads", "prompt_tokens", "size", "kv", "matmul", "head")
     for key in (*keys, "max_batch"):
         cmd += [f"--{key.replace('_', '-')}", str(override.get(key, getattr(args, key)))]
     if args.base:
@@ -390,6 +393,12 @@ def main() -> None:
         choices=["auto", "packed", "plain"],
         default="auto",
         help="host matmuls: pre-packed oneDNN weights (the host's default on a CPU in float32) or torch's own",
+    )
+    ap.add_argument(
+        "--head",
+        choices=["auto", "int8", "float"],
+        default="auto",
+        help="host output layer: int8 after a rotation (the host's default on a CPU in float32) or float32",
     )
     ap.add_argument("--base", type=Path, help="a real transformers model directory instead of the random GPT-2 shape")
     ap.add_argument("--keep", type=Path, help="build the models here once and reuse them")
@@ -444,6 +453,7 @@ def main() -> None:
             "host": child("host", root, args),
             "host_lean": child("host", root, args, max_batch=args.lean_batch),
             "host_plain": child("host", root, args, matmul="plain"),
+            "host_float_head": child("host", root, args, head="float"),
         }
 
     mem = {k: (r["peak_rss"] - r["libraries_rss"]) / 2**20 for k, r in res.items()}
@@ -460,6 +470,7 @@ def main() -> None:
         ("host", "host" if not args.max_batch else f"host {args.max_batch}r"),
         ("host_lean", f"host {args.lean_batch}r"),
         ("host_plain", "host plain"),
+        ("host_float_head", "fp32 head"),
     ]
     print(f"{'':30}{'recipe':>10}" + "".join(f"{label:>11}{'÷recipe':>9}" for _, label in cols))
 

@@ -103,6 +103,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
     "recipe": (RECIPE, False),
     "recipe-models": (RECIPE, False),  # run by RecipeModels instead of compose's host
     "defaults": ({}, True),
+    "defaults-fp32": ({"precision": "fp32"}, True),  # a float32 output layer instead of int8 on a CPU
     "topic-steering-0": ({"topic_weight": 0.0}, True),
     "topic-steering-1": ({"topic_weight": 1.0}, True),
     "topic-steering-3": ({"topic_weight": 3.0}, True),
