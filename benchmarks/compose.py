@@ -354,7 +354,18 @@ ROLES = {"recipe": run_recipe, "host": run_host, "one": run_one}
 
 def child(role: str, root: Path, args, **override) -> dict:
     cmd = [sys.executable, __file__, "--role", role, "--root", str(root)]
-    keys = ("experts", "steps", "max_new_tokens", "candidates", "threads", "prompt_tokens", "size", "kv", "matmul", "head")
+    keys = (
+        "experts",
+        "steps",
+        "max_new_tokens",
+        "candidates",
+        "threads",
+        "prompt_tokens",
+        "size",
+        "kv",
+        "matmul",
+        "head",
+    )
     for key in (*keys, "max_batch"):
         cmd += [f"--{key.replace('_', '-')}", str(override.get(key, getattr(args, key)))]
     if args.base:

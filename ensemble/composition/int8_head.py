@@ -44,9 +44,9 @@ def int8_available(device: torch.device, dtype: torch.dtype) -> bool:
     )
 
 
-def block_size(features: int) -> int:
+def block_size(features: int, largest: int = MAX_BLOCK) -> int:
     size = 1
-    while features % (size * 2) == 0 and size * 2 <= MAX_BLOCK:
+    while features % (size * 2) == 0 and size * 2 <= largest:
         size *= 2
     return size
 
@@ -63,12 +63,15 @@ def rotation(size: int) -> torch.Tensor:
 class Int8Rows:
     """`x @ weight.T` with `weight` (outputs x features, float32) held in int8, one scale per output."""
 
-    def __init__(self, weight: torch.Tensor, file_maps: Sequence[tuple[int, int]] = ()) -> None:
+    def __init__(
+        self, weight: torch.Tensor, file_maps: Sequence[tuple[int, int]] = (), *, max_block: int = MAX_BLOCK
+    ) -> None:
         """`file_maps` (`file_mappings()`): drop the pages of `weight` mapped from its file as they are read,
-        so that building the copy never holds the whole weight's pages besides it."""
+        so that building the copy never holds the whole weight's pages besides it. `max_block` 1: no rotation
+        (benchmarks/int8_head.py compares)."""
         outputs, features = weight.shape
         self.features = features
-        self.block = block_size(features)
+        self.block = block_size(features, max_block)
         turn = rotation(self.block)
         self.turn = packed_weight(turn.t().contiguous())  # x @ turn, as a linear layer computes it
         values = torch.empty(outputs, features, dtype=torch.int8)

@@ -35,7 +35,7 @@ TOPICS = {
 }
 OUTLINE = {
     "title": "함께 사는 이야기",
-    "defaults": {"target_chars": 120, "max_new_tokens": 24, "candidates": 2, "max_steps": 12},
+    "defaults": {"target_chars": 120, "max_new_tokens": 24, "candidates": 2, "max_steps": 24},
     "sections": [
         {"heading": "가족의 저녁", "expert": "family", "prompt": "우리 가족은 저녁마다 식탁에 모인다."},
         {"heading": "산과 바다", "expert": "nature", "prompt": "봄이 오면 우리는 함께 산에 오른다."},
