@@ -97,8 +97,8 @@ class ExpertHost:
     ) -> None:
         import torch
 
-        from .int8_head import Int8Head, int8_available
-        from .packed_linear import file_mappings, pack_linears, packing_available
+        from .int8_head import int8_available
+        from .packed_linear import pack_linears, packing_available
 
         model.eval()
         self.tokenizer = tokenizer
@@ -150,9 +150,6 @@ class ExpertHost:
             and int8_available(self.device, next(model.parameters()).dtype)
         )
         self._output: Any = None  # the layer standing in for the output layer (refreshed after a swap)
-        if self.int8_head:
-            unwritten = id(self._full_head.weight) not in written
-            self._replace_output(Int8Head(self._full_head, file_mappings() if unwritten else ()))
 
     # -- experts --------------------------------------------------------------------------------------
 
@@ -276,7 +273,18 @@ class ExpertHost:
         finally:
             torch.set_num_threads(before)
 
+    def _int8_output(self) -> None:
+        """The whole output layer's int8 copy, built at the first generation: a vocabulary restricted before
+        then needs only its own rows' copy (on Gemma 3 the whole layer's takes seconds to build)."""
+        from .int8_head import Int8Head
+        from .packed_linear import file_mappings
+
+        unwritten = id(self._full_head.weight) not in self._written
+        self._replace_output(Int8Head(self._full_head, file_mappings() if unwritten else ()))
+
     def _generate(self, requests: Sequence[Request]) -> list[Generation]:
+        if self.int8_head and self._output is None:
+            self._int8_output()
         known = set(self.experts)
         for r in requests:
             if r.expert not in known:

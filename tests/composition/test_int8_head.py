@@ -99,13 +99,34 @@ def test_a_subset_head_in_int8_scores_its_ids_in_order():
 
 def test_the_host_uses_an_int8_output_layer_unless_asked_not_to(tiny_base, expert_store):
     host = make_host(tiny_base, expert_store)
-    assert host.int8_head and isinstance(host.model.get_output_embeddings(), Int8Head)
+    assert host.int8_head
+    host.generate([Request(PROMPTS[0], "family", GREEDY, 0)])
+    assert isinstance(host.model.get_output_embeddings(), Int8Head)
     model, tok = load(tiny_base)
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied
     plain = ExpertHost(model, tok, int8_head=False)
+    plain.generate([Request(PROMPTS[0], "base", GREEDY, 0)])
     assert not plain.int8_head and isinstance(plain.model.get_output_embeddings(), torch.nn.Linear)
+
+
+def test_a_vocabulary_restricted_before_generating_builds_only_its_own_int8_rows(tiny_base, expert_store, monkeypatch):
+    built = []
+    monkeypatch.setattr(Int8Rows, "__init__", _recording(Int8Rows.__init__, built))
+    host = make_host(tiny_base, expert_store)
+    _, tok = load(tiny_base)
     host.restrict_vocabulary(range(0, len(tok), 4))
-    assert host.model.get_output_embeddings().int8
+    host.generate([Request(PROMPTS[0], "family", GREEDY, 0)])
+    head = host.model.get_output_embeddings()
+    assert isinstance(head, SubsetHead) and head.int8
+    assert built == [len(head.index)]  # the subset's rows only, never the whole layer
+
+
+def _recording(init, built):
+    def wrapped(self, weight, *args, **kwargs):
+        built.append(weight.shape[0])
+        init(self, weight, *args, **kwargs)
+
+    return wrapped
 
 
 def test_an_int8_host_writes_what_a_float32_output_layer_writes(tiny_base, expert_store):
