@@ -84,8 +84,8 @@ def main() -> None:
         t_float = timed(lambda: packed_linear(x, packed, head.bias, vocab), 20)
         t_int8 = timed(lambda: variants["int8, turned (host)"](x, head.bias), 20)
     print(
-        f"\noutput layer at {args.rows} rows, threads {torch.get_num_threads()}: float32 packed {t_float * 1e3:.2f} ms, "
-        f"int8 {t_int8 * 1e3:.2f} ms: {t_float / t_int8:.2f}× faster"
+        f"\noutput layer at {args.rows} rows, threads {torch.get_num_threads()}: "
+        f"float32 packed {t_float * 1e3:.2f} ms, int8 {t_int8 * 1e3:.2f} ms: {t_float / t_int8:.2f}× faster"
     )
 
 

@@ -56,6 +56,12 @@ PREFILL_CHUNK = 16
 # A restricted vocabulary gets its own output layer (a copy of its rows) only below this share of the ids.
 SUBSET_HEAD_SHARE = 0.5
 
+# By default the output layer multiplies in int8 (int8_head.py) only where it scores at least this many ids
+# (GPT-2's 50k, Llama 3's 128k, Gemma 3's 262k with `vocabulary: all`): below, its matmul is a small share of a
+# step (Gemma 3 with a corpus vocabulary scores ~6k ids; int8 measured no faster there) and float32 keeps the
+# scores exact.
+INT8_MIN_OUTPUTS = 32_768
+
 # On a CPU, a model this small decodes on ONE thread: its matmuls are too small to split, and with two
 # threads every one of the thousands of tiny ops per step waits on a thread hand-off; when the other core is
 # busy that wait is long (the example's 0.7M-parameter base: 0.35 s per 18-row round on one thread, 20-40 s
@@ -118,7 +124,9 @@ class ExpertHost:
         self.lora_names = sorted(lora or {})
         self.model = _attach_lora(model, lora or {}) if lora else model
         self.model.eval()
-        self._row_lora = row_lora_or_none(self.model, self.lora_names) if lora else None
+        # Pre-packed weights wherever they work (a CPU in float32; see packed_linear.py), unless packed=False.
+        self.packed = packed is not False and packing_available(self.device, next(model.parameters()).dtype)
+        self._row_lora = row_lora_or_none(self.model, self.lora_names, packed=self.packed) if lora else None
         self._forward_takes = forward_parameters(self.model)
         self._cache_keyword = cache_keyword(self._forward_takes)
         self._freeze: dict[str, dict[str, Any]] = {
@@ -127,8 +135,6 @@ class ExpertHost:
         touched = sorted({n for tensors in self._freeze.values() for n in tensors})
         with torch.no_grad():
             self._originals = {n: self._params[n].detach().clone() for n in touched}
-        # Pre-packed weights wherever they work (a CPU in float32; see packed_linear.py), unless packed=False.
-        self.packed = packed is not False and packing_available(self.device, next(model.parameters()).dtype)
         # Where no freeze expert writes into a weight, its packed copy is all that is kept of it.
         written = {id(self._params[n]) for n in touched}
         self._written = written
@@ -143,7 +149,9 @@ class ExpertHost:
         self._full_head = model.get_output_embeddings()
         self._head: Any = None  # a SubsetHead once the vocabulary is restricted
         self._allowed: Any = None
-        # The output layer in int8 wherever it works (a CPU in float32; see int8_head.py), unless int8_head=False.
+        # The output layer in int8 where it works (a CPU in float32; see int8_head.py): with int8_head=True
+        # whatever its width, by default (None) where it is wide (INT8_MIN_OUTPUTS), never with False.
+        self._int8_asked = int8_head is True
         self.int8_head = (
             int8_head is not False
             and isinstance(self._full_head, torch.nn.Linear)
@@ -241,7 +249,8 @@ class ExpertHost:
         vocab = head.weight.shape[0]
         index = torch.tensor(sorted({int(i) for i in ids if 0 <= int(i) < vocab}), dtype=torch.long)
         if len(index) < SUBSET_HEAD_SHARE * vocab:  # else its copy of the rows costs more memory than it saves time
-            self._head = SubsetHead(head, index.to(self.device), packed=self.packed, int8=self.int8_head)
+            int8 = self._int8_for(len(index))
+            self._head = SubsetHead(head, index.to(self.device), packed=self.packed, int8=int8)
             self._replace_output(self._head)
         allowed = torch.zeros(vocab, dtype=torch.bool)
         allowed[index] = True
@@ -273,6 +282,10 @@ class ExpertHost:
         finally:
             torch.set_num_threads(before)
 
+    def _int8_for(self, outputs: int) -> bool:
+        """Does an output layer scoring `outputs` ids multiply in int8?"""
+        return self.int8_head and (self._int8_asked or outputs >= INT8_MIN_OUTPUTS)
+
     def _int8_output(self) -> None:
         """The whole output layer's int8 copy, built at the first generation: a vocabulary restricted before
         then needs only its own rows' copy (on Gemma 3 the whole layer's takes seconds to build)."""
@@ -283,7 +296,7 @@ class ExpertHost:
         self._replace_output(Int8Head(self._full_head, file_mappings() if unwritten else ()))
 
     def _generate(self, requests: Sequence[Request]) -> list[Generation]:
-        if self.int8_head and self._output is None:
+        if self._output is None and self._int8_for(self._full_head.weight.shape[0]):
             self._int8_output()
         known = set(self.experts)
         for r in requests:

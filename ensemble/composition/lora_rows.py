@@ -4,7 +4,10 @@ PEFT's mixed-adapter batches (`adapter_names`) loop over the adapters in every L
 rows, two small matmuls and a scatter per adapter per layer, dozens of tiny ops per token. Here each LoRA layer
 keeps its adapters side by side, `A` (in, adapters × r) and `B` (adapters × r, out); a forward hook adds
 `((x @ A) * mask) @ B` to the base layer's output, where the row mask keeps each row's own adapter block
-(times its scaling) and zeroes the others, while PEFT's own adapter path is switched off. Multiplying by every
+(times its scaling) and zeroes the others, while PEFT's own adapter path is switched off. On a CPU in float32
+both products multiply with copies packed for oneDNN (packed_linear.py), as the base's layers do: torch's own
+path sums a lone row in another order than a batch, which made a row's hidden state differ from itself alone
+by ~1e-4 after a few steps (GPT-2-124M shape, 7 adapters); packed, the two are the same bits. Multiplying by every
 adapter's A costs `in × adapters × r` per token, still tiny next to the layer; unlike gathering each row's
 weights it holds nothing per row. The adapters stay PEFT adapters (loaded by PEFT, whose `lora_A`/`lora_B`
 weights become views of the side-by-side matrices, so nothing is held twice).
@@ -17,9 +20,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 
-def row_lora_or_none(peft_model: Any, names: Sequence[str]) -> RowLora | None:
+def row_lora_or_none(peft_model: Any, names: Sequence[str], *, packed: bool = False) -> RowLora | None:
     """A RowLora over `names`, or None where an adapter is not plain LoRA (DoRA and other variants, extra
-    trained modules, LoRA biases): those keep PEFT's own mixed-batch path."""
+    trained modules, LoRA biases): those keep PEFT's own mixed-batch path. `packed`: multiply with copies
+    packed for oneDNN (see packed_linear.py)."""
     from peft.tuners.lora import LoraLayer
 
     layers = [m for m in peft_model.modules() if isinstance(m, LoraLayer) and any(n in m.lora_A for n in names)]
@@ -31,14 +35,14 @@ def row_lora_or_none(peft_model: Any, names: Sequence[str]) -> RowLora | None:
         for n in names:
             if n in layer.lora_A and (layer.lora_A[n].bias is not None or layer.lora_B[n].bias is not None):
                 return None
-    return RowLora(peft_model, layers, names)
+    return RowLora(peft_model, layers, names, packed=packed)
 
 
 class RowLora:
-    def __init__(self, peft_model: Any, layers: list[Any], names: Sequence[str]) -> None:
+    def __init__(self, peft_model: Any, layers: list[Any], names: Sequence[str], *, packed: bool = False) -> None:
         self.peft_model = peft_model
         self.names = list(names)
-        self._layers = [_SideBySide(layer, self.names) for layer in layers]
+        self._layers = [_SideBySide(layer, self.names, packed) for layer in layers]
 
     @contextlib.contextmanager
     def rows(self, adapters: Sequence[str | None]) -> Iterator[None]:
@@ -61,8 +65,10 @@ class RowLora:
 class _SideBySide:
     """One LoRA layer's adapters side by side, and the forward hook that applies each row's own."""
 
-    def __init__(self, layer: Any, names: list[str]) -> None:
+    def __init__(self, layer: Any, names: list[str], packed: bool = False) -> None:
         import torch
+
+        from .packed_linear import packed_weight
 
         present = [n for n in names if n in layer.lora_A]
         weight = layer.lora_A[present[0]].weight
@@ -85,6 +91,8 @@ class _SideBySide:
                 # PEFT's weights become views: same values, memory held once.
                 a.data = self.a[:, block].t()
                 b.data = self.b[block, :].t()
+        # (x @ a) and (h @ b) as linear layers compute them: weights (width, in) and (out, width), packed.
+        self.packed = (packed_weight(self.a.t()), packed_weight(self.b.t())) if packed else None
         self._mask: Any = None
         layer.register_forward_hook(self._hook)
 
@@ -102,6 +110,8 @@ class _SideBySide:
         self._mask = mask.to(self.a.device)
 
     def _hook(self, module: Any, args: tuple[Any, ...], output: Any) -> Any:
+        from .packed_linear import packed_linear
+
         if self._mask is None:
             return None
         x = args[0]
@@ -110,5 +120,10 @@ class _SideBySide:
             raise RuntimeError(f"a batch of {x.shape[0]} rows where {mask.shape[0]} were selected")
         if x.dim() == 3:
             mask = mask[:, None, :]
-        delta = ((x.to(self.a.dtype) @ self.a) * mask) @ self.b
+        x = x.to(self.a.dtype)
+        if self.packed is not None:
+            pa, pb = self.packed
+            delta = packed_linear(packed_linear(x, pa, None, self.a.shape[1]) * mask, pb, None, self.b.shape[1])
+        else:
+            delta = ((x @ self.a) * mask) @ self.b
         return output + delta.to(output.dtype)

@@ -347,7 +347,7 @@ def compose(
         cfg,
         # a precision this machine or base cannot take is refused before anything is written
         precision=_precision(cfg, outline),
-        int8_head=outline.precision == "auto",
+        int8_head=None if outline.precision == "auto" else False,
         max_batch=max_batch,
         vocabulary=vocabulary_key(corpus, base_fp) if corpus is not None else None,
     )
@@ -640,13 +640,14 @@ def load_host(
     experts: dict[str, _Expert],
     *,
     precision: Precision,
-    int8_head: bool = True,
+    int8_head: bool | None = None,
     max_batch: int | None = None,
     vocabulary: str | None = None,
 ) -> Any:
     """The base once, on the device and in the dtype of `precision` (see `_precision`), with every needed expert
     attached; with `vocabulary` (a `vocabulary_key`), limited to the corpus's vocabulary. `int8_head`: the output
-    layer in int8 where the host can (a CPU in float32), as `precision: auto` has it; `fp32` keeps it float32."""
+    layer in int8 where the host can (a CPU in float32) and it pays (None, as `precision: auto` has it), or
+    never (False: `fp32`)."""
     from ..training.base import load_base_model
     from .host import ExpertHost
 

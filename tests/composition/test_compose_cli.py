@@ -126,5 +126,5 @@ def test_precision_is_part_of_a_sections_identity(project):
     outline.write_text("precision: fp32\n" + outline.read_text(encoding="utf-8"), encoding="utf-8")
     again = compose(project.cfg, outline, seed=2)
     assert first.generated == [1] and again.generated == [1]  # not reused: another precision is another section
-    # on a CPU auto is fp32 but for the int8 output layer: each precision's own text, each reused after
-    assert compose(project.cfg, outline, seed=2).markdown == again.markdown
+    # on a CPU auto is fp32 (the int8 output layer is for wide vocabularies, not this test model's)
+    assert again.markdown == first.markdown

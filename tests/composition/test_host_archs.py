@@ -44,7 +44,7 @@ def arch(request, tmp_path_factory):
         "friends": save_lora_expert(model, root / "friends", 2),
     }
     freeze = {"nature": save_freeze_expert(model, root / "nature", 3)}
-    host = ExpertHost(model, tok, lora=lora, freeze=freeze)
+    host = ExpertHost(model, tok, lora=lora, freeze=freeze, int8_head=True)  # int8 even on a tiny vocabulary
     # With a float32 output layer: the same arithmetic as transformers' own, to compare with it.
     exact = ExpertHost(tiny_model(name, tok), tok, lora=lora, freeze=freeze, int8_head=False)
     return SimpleNamespace(name=name, tok=tok, host=host, exact=exact, lora=lora, freeze=freeze)

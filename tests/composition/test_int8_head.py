@@ -8,6 +8,7 @@ import pytest
 import torch
 from test_host import GREEDY, PROMPTS, load, make_host
 
+import ensemble.composition.host as host_module
 from ensemble.composition.host import ExpertHost
 from ensemble.composition.int8_head import Int8Head, Int8Rows, block_size, int8_available, rotation
 from ensemble.composition.subset_head import SubsetHead
@@ -97,28 +98,43 @@ def test_a_subset_head_in_int8_scores_its_ids_in_order():
     assert isinstance(SubsetHead(head, index, int8=True).rows, Int8Rows)
 
 
-def test_the_host_uses_an_int8_output_layer_unless_asked_not_to(tiny_base, expert_store):
-    host = make_host(tiny_base, expert_store)
-    assert host.int8_head
-    host.generate([Request(PROMPTS[0], "family", GREEDY, 0)])
-    assert isinstance(host.model.get_output_embeddings(), Int8Head)
-    model, tok = load(tiny_base)
-    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied
-    plain = ExpertHost(model, tok, int8_head=False)
-    plain.generate([Request(PROMPTS[0], "base", GREEDY, 0)])
-    assert not plain.int8_head and isinstance(plain.model.get_output_embeddings(), torch.nn.Linear)
+def test_the_host_uses_an_int8_output_layer_where_it_is_wide_or_asked_for_and_never_when_refused(
+    tiny_base, expert_store, monkeypatch
+):
+    _, tok = load(tiny_base)
+    request = Request(PROMPTS[0], "family", GREEDY, 0)
+
+    def output_layer(**options):
+        host = make_host(tiny_base, expert_store, **options)
+        host.generate([request])
+        return host.model.get_output_embeddings()
+
+    assert isinstance(output_layer(), torch.nn.Linear)  # this test model's vocabulary is small
+    assert isinstance(output_layer(int8_head=True), Int8Head)
+    monkeypatch.setattr(host_module, "INT8_MIN_OUTPUTS", len(tok))
+    assert isinstance(output_layer(), Int8Head)
+    assert isinstance(output_layer(int8_head=False), torch.nn.Linear)
+    model, _ = load(tiny_base)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied, and stays so
+    host = ExpertHost(model, tok, int8_head=True)
+    host.generate([Request(PROMPTS[0], "base", GREEDY, 0)])
+    assert host.model.get_output_embeddings().weight is host.model.get_input_embeddings().weight
 
 
 def test_a_vocabulary_restricted_before_generating_builds_only_its_own_int8_rows(tiny_base, expert_store, monkeypatch):
     built = []
     monkeypatch.setattr(Int8Rows, "__init__", _recording(Int8Rows.__init__, built))
-    host = make_host(tiny_base, expert_store)
+    host = make_host(tiny_base, expert_store, int8_head=True)
     _, tok = load(tiny_base)
     host.restrict_vocabulary(range(0, len(tok), 4))
     host.generate([Request(PROMPTS[0], "family", GREEDY, 0)])
     head = host.model.get_output_embeddings()
     assert isinstance(head, SubsetHead) and head.int8
     assert built == [len(head.index)]  # the subset's rows only, never the whole layer
+    monkeypatch.setattr(host_module, "INT8_MIN_OUTPUTS", len(tok))
+    default = make_host(tiny_base, expert_store)
+    default.restrict_vocabulary(range(0, len(tok), 4))
+    assert not default.model.get_output_embeddings().int8  # narrowed below the width, it stays float32
 
 
 def _recording(init, built):
@@ -130,7 +146,7 @@ def _recording(init, built):
 
 
 def test_an_int8_host_writes_what_a_float32_output_layer_writes(tiny_base, expert_store):
-    int8, full = make_host(tiny_base, expert_store), make_host(tiny_base, expert_store, int8_head=False)
+    int8, full = make_host(tiny_base, expert_store, int8_head=True), make_host(tiny_base, expert_store, int8_head=False)
     # a freeze expert between base rows: the output layer's int8 copy is renewed after each swap
     experts = ["family", "nature", "base", "friends", "nature", "base"]
     reqs = [Request(p, e, GREEDY, 7 + i) for i, (p, e) in enumerate((p, e) for p in PROMPTS for e in experts)]

@@ -102,3 +102,21 @@ def test_a_released_weight_mapped_from_a_file_leaves_memory_and_other_tensors_ke
     assert torch.equal(mapped, values)  # read again from the file, unchanged
     forget_file_pages(plain, maps)  # not mapped from a file: left alone
     assert torch.equal(plain, values)
+
+
+def test_a_row_reads_the_same_hidden_state_bits_alone_as_beside_other_experts_rows(tiny_base, expert_store):
+    """The hidden state a row's output layer reads, batched with other experts' rows vs alone: with the LoRA
+    products packed like the base's layers, the same bits (so an int8 output layer, which rounds coarsely,
+    cannot tip a row apart)."""
+    host = make_host(tiny_base, expert_store, int8_head=False)
+    seen: list[torch.Tensor] = []
+    host.model.get_output_embeddings().register_forward_pre_hook(lambda m, a: seen.append(a[0][:, -1].clone()))
+    reqs = [Request(PROMPTS[0], e, GREEDY, 0) for e in ("family", "friends", "base")]
+    host.generate(reqs)
+    batched = list(seen)
+    equal = []
+    for row, req in enumerate(reqs):
+        seen.clear()
+        host.generate([req])
+        equal.append(all(torch.equal(b[row], a[0]) for b, a in zip(batched, seen, strict=False)))
+    assert all(equal)
