@@ -111,8 +111,8 @@ class OutlineFile(StrictModel):
     precision: PrecisionName = Field(
         "auto",
         description="the base's dtype while composing; auto: bf16 on Ampere+, fp16 on older GPUs unless the "
-        "architecture overflows in it, fp32 on CPU with the output layer in int8 (2.5-3x faster, nearly "
-        "lossless). fp32: float32 throughout; on a GPU it keeps a row independent of its batch",
+        "architecture overflows in it, fp32 on CPU with an output layer of 32k+ ids in int8 (2-3x faster, "
+        "nearly lossless). fp32: float32 throughout; on a GPU it keeps a row independent of its batch",
     )
     vocabulary: Literal["corpus", "all"] = Field(
         VOCABULARY,
