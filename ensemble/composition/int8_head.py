@@ -1,8 +1,8 @@
-"""The output layer in int8 on a CPU: the widest matmul of a decoding step, 2.5-3x faster, nearly lossless.
+"""The output layer in int8 on a CPU: the widest matmul of a decoding step, 2-3x faster, nearly lossless.
 
 At every step the output layer multiplies each row's last hidden state by the whole (or the corpus's)
 vocabulary: 50k-262k outputs, a third of a GPT-2-124M step's arithmetic at 21 rows. fbgemm's int8 kernel does
-it 2.5-3x faster than float32 on an AVX2 CPU. Done plainly it loses too much: the hidden state has a few
+it 2-3x faster than float32 packed for oneDNN on an AVX2 CPU (benchmarks/int8_head.py). Done plainly it loses too much: the hidden state has a few
 channels far larger than the rest, so one scale per row leaves the others a handful of levels (Gemma 3 270M:
 KL 0.05 nats per token from the base's own scores). Rotating the hidden size by a fixed orthonormal Hadamard
 matrix (in blocks; the weight is rotated the same way once, so the product is unchanged) spreads those
