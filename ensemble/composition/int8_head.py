@@ -2,13 +2,13 @@
 
 At every step the output layer multiplies each row's last hidden state by the whole (or the corpus's)
 vocabulary: 50k-262k outputs, a third of a GPT-2-124M step's arithmetic at 21 rows. fbgemm's int8 kernel does
-it 2-3x faster than float32 packed for oneDNN on an AVX2 CPU (benchmarks/int8_head.py). Done plainly it loses too much: the hidden state has a few
-channels far larger than the rest, so one scale per row leaves the others a handful of levels (Gemma 3 270M:
-KL 0.05 nats per token from the base's own scores). Rotating the hidden size by a fixed orthonormal Hadamard
-matrix (in blocks; the weight is rotated the same way once, so the product is unchanged) spreads those
-channels over their block first: KL 0.005 on Gemma 3, 0.004 on SmolLM2 (benchmarks: README, "int8 output
-layer"). The body's layers stay in float32 (packed_linear.py): at 9-21 rows their own matmuls are too small
-for int8 to win back the rotation and scaling around them.
+it 2-3x faster than float32 packed for oneDNN on an AVX2 CPU (benchmarks/int8_head.py). Done plainly it loses
+too much: the hidden state has a few channels far larger than the rest, so one scale per row leaves the others
+a handful of levels (Gemma 3 270M: KL 0.05 nats per token from the base's own scores). Rotating the hidden size
+by a fixed orthonormal Hadamard matrix (in blocks; the weight is rotated the same way once, so the product is
+unchanged) spreads those channels over their block first: KL 0.005 on Gemma 3, 0.004 on SmolLM2 (README, "The
+output layer in int8"). The body's layers stay in float32 (packed_linear.py): at 9-21 rows their own matmuls
+are too small for int8 to win back the rotation and scaling around them.
 
 A row's scores never depend on its batch neighbours: each row is scaled by its own largest value, and fbgemm,
 which picks one quantization range for the whole batch, is handed one extra row holding -1 and +1, so that
