@@ -108,6 +108,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
     "topic-steering-1": ({"topic_weight": 1.0}, True),
     "topic-steering-3": ({"topic_weight": 3.0}, True),
     "defaults-all-vocabulary": ({"vocabulary": "all"}, True),
+    "defaults-all-vocabulary-fp32": ({"vocabulary": "all", "precision": "fp32"}, True),
     "no-repeat-4": (
         {"repetition_penalty": 1.0, "no_repeat_ngram_size": 4, "candidates": 1},
         False,
