@@ -14,23 +14,10 @@ both alike).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
-
-
-def read_text(path: Path, chars: int) -> str:
-    if path.suffix == ".jsonl":
-        out = []
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                out.append(json.loads(line)["text"])
-                if sum(map(len, out)) > chars:
-                    break
-        return " ".join(out)
-    return path.read_text(encoding="utf-8")[:chars]
 
 
 def timed(fn, repeats: int) -> float:
@@ -43,6 +30,7 @@ def timed(fn, repeats: int) -> float:
 
 
 def main() -> None:
+    from compose import corpus_texts  # benchmarks/compose.py, beside this script
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ensemble.composition.int8_head import Int8Rows
@@ -60,7 +48,8 @@ def main() -> None:
 
     tok = AutoTokenizer.from_pretrained(args.base)
     model = AutoModelForCausalLM.from_pretrained(args.base, dtype=torch.float32).eval()
-    ids = tok(read_text(args.text, 20 * args.tokens), return_tensors="pt").input_ids[:, : args.tokens]
+    text = "\n\n".join(corpus_texts(args.text))[: 20 * args.tokens]
+    ids = tok(text, return_tensors="pt").input_ids[:, : args.tokens]
     head = model.get_output_embeddings()
     with torch.inference_mode():
         hidden = model.get_decoder()(ids).last_hidden_state[0, :-1]

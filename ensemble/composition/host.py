@@ -251,21 +251,27 @@ class ExpertHost:
         if len(index) < SUBSET_HEAD_SHARE * vocab:  # else its copy of the rows costs more memory than it saves time
             int8 = self._int8_for(len(index))
             self._head = SubsetHead(head, index.to(self.device), packed=self.packed, int8=int8)
-            self._replace_output(self._head)
+            self._replace_output(self._head, self._head_file_maps())
         allowed = torch.zeros(vocab, dtype=torch.bool)
         allowed[index] = True
         self._allowed = allowed.to(self.device)
 
-    def _replace_output(self, layer: Any) -> None:
+    def _head_file_maps(self) -> Sequence[tuple[int, int]]:
+        """The file mappings the output layer's weight may give pages back to: none where a freeze expert
+        writes into it (its written pages would be lost)."""
+        from .packed_linear import file_mappings
+
+        return () if id(self._full_head.weight) in self._written else file_mappings()
+
+    def _replace_output(self, layer: Any, file_maps: Sequence[tuple[int, int]]) -> None:
         """`layer` (holding its own copy of the output layer's rows) computes the scores from now on. The
-        original weight is no longer read in full (a tied embedding reads a row per token): its pages mapped
-        from the weights file are dropped, unless a freeze expert writes into it."""
-        from .packed_linear import file_mappings, forget_file_pages
+        original weight is no longer read in full (a tied embedding reads a row per token): its pages in
+        `file_maps` (`_head_file_maps`) are dropped."""
+        from .packed_linear import forget_file_pages
 
         self._output = layer
         self._base_model.set_output_embeddings(layer)
-        if id(layer.weight) not in self._written:
-            forget_file_pages(layer.weight, file_mappings())
+        forget_file_pages(layer.weight, file_maps)
 
     # -- generation -----------------------------------------------------------------------------------
 
@@ -290,10 +296,9 @@ class ExpertHost:
         """The whole output layer's int8 copy, built at the first generation: a vocabulary restricted before
         then needs only its own rows' copy (on Gemma 3 the whole layer's takes seconds to build)."""
         from .int8_head import Int8Head
-        from .packed_linear import file_mappings
 
-        unwritten = id(self._full_head.weight) not in self._written
-        self._replace_output(Int8Head(self._full_head, file_mappings() if unwritten else ()))
+        maps = self._head_file_maps()
+        self._replace_output(Int8Head(self._full_head, maps), maps)
 
     def _generate(self, requests: Sequence[Request]) -> list[Generation]:
         if self._output is None and self._int8_for(self._full_head.weight.shape[0]):
