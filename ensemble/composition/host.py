@@ -602,20 +602,27 @@ class RowSampler:
         scores = scores.float()
         b, width = scores.shape
         sampling = [self.sampling[r] for r in rows]
-        broken = (torch.isnan(scores) | torch.isposinf(scores)).any(dim=-1)
+        # Each pass below reads the whole (rows × vocabulary) block, so there are few: one max (NaN and +inf
+        # both fail `< inf`), one log-sum-exp for the log-probabilities, the penalised copy and one top-k.
+        broken = ~(scores.amax(dim=-1) < float("inf"))
         if self.allowed is not None:  # also undoes a soft cap, which turns the output layer's -inf into -cap
             scores = scores.masked_fill(~self.allowed[:width], float("-inf"))
-        logp = torch.log_softmax(scores, dim=-1)
+        log_total = torch.logsumexp(scores, dim=-1)
         x = self._penalize(input_ids, scores, rows)
         x = x.clone() if x is scores else x
         self._mask_undecodable(x)
         self._ban_ngrams(input_ids, x, rows)
         # The whole batch's candidates in one pass on the device and one copy to the host; only the draws,
         # each from its row's own generator over at most top_k values, go row by row.
-        finite = torch.isfinite(x).any(dim=-1)
-        greedy = x.argmax(dim=-1)
         k = max((self._k(s, width) for s in sampling if s.temperature != 0), default=0)
-        values, index = torch.topk(x, k, dim=-1) if k else (x[:, :0], greedy[:, None][:, :0])
+        if k:
+            values, index = torch.topk(x, k, dim=-1)
+            best = values[:, 0]
+        else:
+            values, index, best = x[:, :0], x[:, :0].long(), x.amax(dim=-1)
+        # A greedy row takes the first id of the highest score, which top-k's order does not promise.
+        greedy = x.argmax(dim=-1) if any(s.temperature == 0 for s in sampling) else best.long()
+        finite = best > float("-inf")
         flags, greedy, values, index = torch.stack([finite, broken]).cpu(), greedy.cpu(), values.cpu(), index.cpu()
         finite, broken = flags
         if bool(broken.any()):
@@ -628,7 +635,8 @@ class RowSampler:
                 choice.append(int(greedy[j]))
             else:
                 choice.append(self._draw(values[j, : self._k(s, width)], index[j], s, self.generators[r]))
-        chosen = logp.gather(1, torch.tensor(choice, device=scores.device)[:, None])[:, 0].tolist()
+        at = torch.tensor(choice, device=scores.device)[:, None]
+        chosen = (scores.gather(1, at)[:, 0] - log_total).tolist()
         for r, lp in zip(rows, chosen, strict=True):
             self._logprobs[r].append(lp)
         return choice if self.columns is None else [self._column_ids[c] for c in choice]
@@ -686,11 +694,11 @@ class RowSampler:
         p = torch.tensor(pens, device=dev, dtype=scores.dtype)[:, None]
         g = scores.gather(1, cols)
         penalized = torch.where(g < 0, g * p, g / p)
-        # Invalid positions write into an extra column that is dropped, so they never count.
-        index = torch.where(valid, cols, torch.full_like(cols, scores.shape[1]))
-        ext = torch.cat([scores, scores.new_zeros(b, 1)], dim=1)
-        ext.scatter_(1, index, torch.where(valid, penalized, penalized.new_zeros(())))
-        return ext[:, :-1]
+        # Only the text's positions are written; an id repeated writes the same value each time.
+        lines = torch.arange(b, device=dev)[:, None].expand_as(cols)
+        x = scores.clone()
+        x[lines[valid], cols[valid]] = penalized[valid]
+        return x
 
     @staticmethod
     def _draw(values: Any, index: Any, s: Sampling, gen: Any) -> int:

@@ -6,9 +6,10 @@ freed copies the allocator keeps), and its states are widened back to the comput
 attends, one layer at a time. The model's arithmetic is unchanged apart from the rounding of the stored states
 (bfloat16 keeps float32's range; GPUs commonly run whole models in it).
 
-Rows that continue the same prompt (a section's candidates) read that prompt's states from one copy: since
-every step widens the states into a fresh float32 tensor anyway, that tensor is assembled from the shared
-prompt part and the row's own positions at no extra memory.
+Rows that continue the same prompt (a section's candidates) read that prompt's states from one copy, kept
+already widened (the same rounded values; a prompt's few positions once per section): since every step widens
+the states into a fresh float32 tensor anyway, that tensor is assembled from the shared prompt part and the
+row's own positions at no extra memory.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
         length = 0  # positions held for every row
         shared = 0  # of which the first `shared` are read from `prompt_keys/values[owner]`
         owner: torch.Tensor | None = None
+        runs: list[tuple[int, int, int]] = []
 
         def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
             self.dtype, self.device = key_states.dtype, key_states.device
@@ -60,9 +62,13 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
 
         def _widen(self, prompt: torch.Tensor, own: torch.Tensor, end: int) -> torch.Tensor:
             out = own.new_empty((own.shape[0], own.shape[1], self.length, own.shape[3]), dtype=self.dtype)
-            out[:, :, : self.shared] = prompt[self.owner]
+            for first, last, owner in self.runs:
+                out[first:last, :, : self.shared] = prompt[owner : owner + 1]
             out[:, :, self.shared :] = own[:, :, :end]
             return out
+
+        def _set_owner(self, owner: torch.Tensor) -> None:
+            self.owner, self.runs = owner, runs(owner.tolist())
 
         def batch_select_indices(self, indices: torch.Tensor) -> None:
             if not self.is_initialized or self.length == 0:
@@ -70,18 +76,20 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
             if storage_dtype == self.dtype or self.owner is not None:
                 super().batch_select_indices(indices)
                 if self.owner is not None:  # rows already read a shared prompt: they keep reading theirs
-                    self.owner = self.owner[indices]
+                    self._set_owner(self.owner[indices])
                 return
-            self.prompt_keys = self.keys[:, :, : self.length].clone()
-            self.prompt_values = self.values[:, :, : self.length].clone()
-            self.shared, self.owner = self.length, indices
+            # Widened once: the values every step would widen again, copied per row without a conversion.
+            self.prompt_keys = self.keys[:, :, : self.length].to(self.dtype)
+            self.prompt_values = self.values[:, :, : self.length].to(self.dtype)
+            self.shared = self.length
+            self._set_owner(indices)
             self.keys = buffer(self.keys, len(indices), max(1, max_length - self.length))
             self.values = buffer(self.values, len(indices), max(1, max_length - self.length))
 
         def reorder_cache(self, beam_idx: torch.Tensor) -> None:
             super().reorder_cache(beam_idx)
             if self.owner is not None:
-                self.owner = self.owner[beam_idx.to(self.owner.device)]
+                self._set_owner(self.owner[beam_idx.to(self.owner.device)])
 
         def get_seq_length(self) -> int:
             return self.length if self.is_initialized else 0
@@ -91,6 +99,18 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
                 self.length = max(self.shared, self.length + tokens_to_remove)
 
     return Cache(layer_class_to_replicate=NarrowLayer)
+
+
+def runs(owners: list[int]) -> list[tuple[int, int, int]]:
+    """(first row, row after the last, owner) for each run of consecutive rows with the same owner: a section's
+    candidates sit side by side, so a step copies each shared prompt once per section, not row by row."""
+    out: list[tuple[int, int, int]] = []
+    for row, owner in enumerate(owners):
+        if out and out[-1][2] == owner and out[-1][1] == row:
+            out[-1] = (out[-1][0], row + 1, owner)
+        else:
+            out.append((row, row + 1, owner))
+    return out
 
 
 def forward_parameters(model: Any) -> frozenset[str]:

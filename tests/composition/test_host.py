@@ -238,6 +238,14 @@ def test_narrow_kv_cache_keeps_a_shared_prompt_once_and_gives_each_row_its_state
     assert not torch.allclose(got[1], got[2], atol=1e-3)  # rows sharing a prompt still go their own way
 
 
+def test_rows_sharing_a_prompt_are_copied_run_by_run():
+    from ensemble.composition.kv_cache import runs
+
+    assert runs([0, 0, 0, 1, 1, 2]) == [(0, 3, 0), (3, 5, 1), (5, 6, 2)]
+    assert runs([1, 0, 1]) == [(0, 1, 1), (1, 2, 0), (2, 3, 1)]
+    assert runs([]) == []
+
+
 def test_narrow_kv_cache_selecting_rows_again_keeps_each_rows_shared_prompt(tiny_base):
     import torch
 
@@ -248,14 +256,15 @@ def test_narrow_kv_cache_selecting_rows_again_keeps_each_rows_shared_prompt(tiny
     kw = cache_keyword(forward_parameters(model))
     logits = []
     with torch.inference_mode():
-        for prompts, first in (([a, b], [0, 1, 1]), ([a, b, b], [0, 1, 2])):  # shared, then copied
+        # shared (the prompts in either order), then copied
+        for prompts, first in (([a, b], [0, 1, 1]), ([b, a], [1, 0, 0]), ([a, b, b], [0, 1, 2])):
             cache = narrow_cache(torch.bfloat16, 8)
             model(input_ids=torch.tensor(prompts), **{kw: cache})
             cache.batch_select_indices(torch.tensor(first))
             model(input_ids=torch.tensor([[a[0]], [b[0]], [b[1]]]), **{kw: cache})
             cache.batch_select_indices(torch.tensor([2, 0]))  # keep rows 2 and 0, in that order
             logits.append(model(input_ids=torch.tensor([[b[2]], [a[1]]]), **{kw: cache}).logits)
-    assert torch.allclose(logits[0], logits[1], atol=1e-5)
+    assert torch.allclose(logits[0], logits[2], atol=1e-5) and torch.allclose(logits[1], logits[2], atol=1e-5)
 
 
 def test_default_rows_per_pass_keep_the_kv_cache_within_a_share_of_the_weights(host):
@@ -281,12 +290,13 @@ def test_each_generation_reports_its_tokens_loglikelihoods_and_where_they_end(ho
         assert list(g.token_ends) == sorted(g.token_ends) and g.token_ends[-1] == len(g.text)
 
 
-def test_an_overflow_in_the_logits_is_a_clear_error_not_token_zero(tiny_base, expert_store):
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_an_overflow_in_the_logits_is_a_clear_error_not_token_zero(tiny_base, expert_store, bad):
     from ensemble.core.errors import NumericsError
 
     h = make_host(tiny_base, expert_store)
     head = h.model.get_output_embeddings()
-    handle = head.register_forward_hook(lambda module, inputs, output: output + float("inf"))
+    handle = head.register_forward_hook(lambda module, inputs, output: output + bad)
     try:
         with pytest.raises(NumericsError, match=r"NaN or infinity in 9 of 9 rows \(computed in float32\)"):
             h.generate(rows(GREEDY))
