@@ -1,7 +1,7 @@
 """Composition throughput and memory: our expert host vs the recipe's way, on a GPT-2-124M-shaped model
 or on a real base.
 
-    python benchmarks/compose.py [--experts 7] [--steps 2] [--max-new-tokens 48] [--candidates 3]
+    python benchmarks/compose.py [--experts 7] [--steps 2] [--max-new-tokens 64] [--candidates 3]
                                  [--threads 1] [--kv auto|narrow|full] [--matmul auto|packed|plain]
                                  [--head auto|int8|float]
                                  [--lean-batch 11] [--size 124m|tiny] [--base DIR [--corpus FILE]] [--keep DIR]
@@ -382,7 +382,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--experts", type=int, default=7)
     ap.add_argument("--steps", type=int, default=2, help="chaining steps per section")
-    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument(
+        "--max-new-tokens", type=int, default=None, help="tokens per chaining step (default: compose's default)"
+    )
     ap.add_argument(
         "--candidates", type=int, default=None, help="host rows per section and step (default: compose's default)"
     )
@@ -422,10 +424,11 @@ def main() -> None:
     ap.add_argument("--role", choices=sorted(ROLES), help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.candidates is None:
-        from ensemble.composition.config import GenerationParams
+    from ensemble.composition.config import GenerationParams
 
-        args.candidates = GenerationParams().candidates
+    defaults = GenerationParams()
+    args.candidates = defaults.candidates if args.candidates is None else args.candidates
+    args.max_new_tokens = defaults.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
 
     import torch
 
@@ -512,8 +515,8 @@ def main() -> None:
         speed = (r["tokens"] / r["wall_s"]) / (rec["tokens"] / rec["wall_s"])
         cpu_speed = (r["tokens"] / r["cpu_s"]) / (rec["tokens"] / rec["cpu_s"])
         print(
-            f"{label}: document tokens/s {doc:.2f}× the recipe (per CPU-second {doc_cpu:.2f}×); "
-            f"generated tokens/s {speed:.2f}× (per CPU-second {cpu_speed:.2f}×; goal ≥ 3×); "
+            f"{label}: document tokens/s {doc:.2f}× the recipe (per CPU-second {doc_cpu:.2f}×; goal ≥ 3×); "
+            f"generated tokens/s {speed:.2f}× (per CPU-second {cpu_speed:.2f}×); "
             f"peak memory (process peak RSS) {r['peak_rss'] / one_rss:.2f}× one model (goal ≤ 1.2×), "
             f"model memory above the libraries {mem[k] / one:.2f}×; "
             f"greedy batched = alone for {r['greedy_match']}/{args.experts} experts "
