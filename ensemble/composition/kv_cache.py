@@ -78,7 +78,7 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
                 if self.owner is not None:  # rows already read a shared prompt: they keep reading theirs
                     self._set_owner(self.owner[indices])
                 return
-            # Widened once: the values every step would widen again, copied per row without a conversion.
+            # Widened once: the values every step would widen again, now only copied, once per run of rows.
             self.prompt_keys = self.keys[:, :, : self.length].to(self.dtype)
             self.prompt_values = self.values[:, :, : self.length].to(self.dtype)
             self.shared = self.length
@@ -106,7 +106,7 @@ def runs(owners: list[int]) -> list[tuple[int, int, int]]:
     candidates sit side by side, so a step copies each shared prompt once per section, not row by row."""
     out: list[tuple[int, int, int]] = []
     for row, owner in enumerate(owners):
-        if out and out[-1][2] == owner and out[-1][1] == row:
+        if out and out[-1][2] == owner:
             out[-1] = (out[-1][0], row + 1, owner)
         else:
             out.append((row, row + 1, owner))
