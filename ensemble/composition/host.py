@@ -53,6 +53,12 @@ KV_FREE_SHARE = 0.5
 # every row would otherwise be the peak of a whole generation (more than its KV cache on a GPT-2-124M).
 PREFILL_CHUNK = 16
 
+# On a CPU a batch is left-padded to a width that is a multiple of this: a row's prompt then starts at the same
+# offset modulo PAD_MULTIPLE whatever its neighbours' lengths, so attention sums its positions in the same vector
+# lanes as alone, and the padding adds exact zeros. Measured (Gemma 3 270M, AVX2, 64 greedy tokens, rows of 23-57
+# prompt tokens): batched = alone to the bit for 5 of 5 rows at 16 (and 32), 4 of 5 at 8 and 4, 0 of 5 unaligned.
+PAD_MULTIPLE = 16
+
 # A restricted vocabulary gets its own output layer (a copy of its rows) only below this share of the ids.
 SUBSET_HEAD_SHARE = 0.5
 
@@ -119,6 +125,7 @@ class ExpertHost:
         # None: leave torch's setting alone (GPU, or a CPU model big enough to use several cores).
         self.threads = threads if threads is not None else (1 if self.device.type == "cpu" and small else None)
         self._max_positions = _max_positions(model)
+        self.pad_multiple = PAD_MULTIPLE if self.device.type == "cpu" else 1
         # Captured before PEFT wraps the model: wrapping keeps these Parameter objects, under new names.
         self._params: dict[str, Any] = dict(model.state_dict(keep_vars=True))
         self.lora_names = sorted(lora or {})
@@ -316,8 +323,8 @@ class ExpertHost:
             self._activate(weights or None)
             idx = groups[(weights, max_new)]
             encoded = {i: self._encode(requests[i], max_new) for i in idx}
-            longest = max(len(e.ids) for e in encoded.values())
-            limit = self.max_batch or self.rows_within_budget(len(idx), longest + max_new)
+            width = padded_width(max(len(e.ids) for e in encoded.values()), self.pad_multiple)
+            limit = self.max_batch or self.rows_within_budget(len(idx), width + max_new)
             size = -(-len(idx) // -(-len(idx) // limit))  # equal chunks: 21 rows by 8 → 7, 7, 7
             for at in range(0, len(idx), size):
                 chunk = idx[at : at + size]
@@ -366,7 +373,7 @@ class ExpertHost:
         import torch
 
         tok = self.tokenizer
-        width = max(len(e.ids) for e in encoded)
+        width = padded_width(max(len(e.ids) for e in encoded), self.pad_multiple)
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         pads = [width - len(e.ids) for e in encoded]
         input_ids = torch.tensor([[pad_id] * p + e.ids for p, e in zip(pads, encoded, strict=True)], device=self.device)
@@ -467,6 +474,11 @@ class ExpertHost:
             **extra,
             **adapters,
         )
+
+
+def padded_width(longest: int, multiple: int) -> int:
+    """The batch's width: the longest row rounded up to a multiple of `multiple`."""
+    return -(-longest // multiple) * multiple
 
 
 class Encoded(NamedTuple):
