@@ -7,7 +7,8 @@ or on a real base.
                                  [--lean-batch 11] [--size 124m|tiny] [--base DIR [--corpus FILE]] [--keep DIR]
 
 Both sides write the same document: `experts` sections, each `steps` chaining steps of `max-new-tokens`
-tokens from a prompt of `prompt-tokens` tokens (random-init weights and random-init LoRA adapters: speed and
+tokens from a prompt of `prompt-tokens` tokens on average (sections differ by up to ±12, as compose's prompts
+differ; random-init weights and random-init LoRA adapters: speed and
 memory do not depend on what the weights say; a tiny model's figures are dominated by Python overhead).
 `--base DIR` uses a real transformers model directory instead (e.g. Gemma 3 270M: 262k vocabulary, so the
 output layer and per-row sampling weigh far more than in GPT-2's 50k), with random LoRA adapters on its
@@ -157,14 +158,20 @@ KOREAN = (
 )
 
 
+# Section e's prompt is `length + SPREAD[e % 7]` tokens: compose's prompts (each section's last sentences) differ
+# in length, so the host pads its rows, as it does in compose; the mean stays `length` for 1, 3 or 7 sections.
+SPREAD = (0, -8, 8, -4, 4, -12, 12)
+
+
 def prompts(n: int, length: int, tok=None) -> list[str]:
+    sizes = [max(1, length + SPREAD[e % len(SPREAD)]) for e in range(n)]
     if tok is None:
-        # ASCII: one byte, one token, so every prompt is exactly `length` tokens.
-        return [(f"section {e} " * length)[:length] for e in range(n)]
-    # Real Korean text, each section from its own place in it, cut to `length` of the tokenizer's tokens.
+        # ASCII: one byte, one token, so every prompt is exactly its size in tokens.
+        return [(f"section {e} " * size)[:size] for e, size in enumerate(sizes)]
+    # Real Korean text, each section from its own place in it, cut to its size in the tokenizer's tokens.
     ids = tok(KOREAN * (2 + n), add_special_tokens=False)["input_ids"]
     step = max(1, len(tok(KOREAN, add_special_tokens=False)["input_ids"]) // max(n, 1))
-    return [tok.decode(ids[e * step : e * step + length]) for e in range(n)]
+    return [tok.decode(ids[e * step : e * step + size]) for e, size in enumerate(sizes)]
 
 
 def corpus_texts(path: Path) -> list[str]:
