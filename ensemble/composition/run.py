@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 ProvenanceMode = Literal["off", "report", "footnotes"]
 
-CACHE_FORMAT = "ensemble-compose-section/3"  # 3: int8 output layer, packed LoRA products
+CACHE_FORMAT = "ensemble-compose-section/4"  # 3: int8 output layer, packed LoRA products; 4: aligned padding
 
 
 @dataclass
