@@ -302,7 +302,7 @@ def check_overflow(report: Report, info: dict[str, Any], base: Path, experts: Pa
     from ensemble.core.errors import NumericsError
 
     host = load_host(base, experts, "fp32", info)
-    hook = host.model.get_output_embeddings().register_forward_hook(lambda m, i, o: o + float("inf"))
+    hook = host.output_layer().register_forward_hook(lambda m, i, o: o + float("inf"))
     with raises(NumericsError) as caught:
         host.generate(requests(False))
     hook.remove()

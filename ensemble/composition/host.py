@@ -32,10 +32,12 @@ import regex as re
 from ..core.errors import ArtifactError, NumericsError
 from ..training.dtypes import dtype_name
 from ..training.registry import quiet_peft
+from .activations import fuse_tanh_gelu
 from .config import BASE_EXPERT
 from .decode import decode
 from .kv_cache import cache_keyword, forward_parameters, narrow_cache
 from .lora_rows import row_lora_or_none
+from .row_attention import use_row_attention
 from .types import Generation, Request, Sampling
 
 PEFT_BASE = "__base__"
@@ -113,6 +115,7 @@ class ExpertHost:
         from .packed_linear import pack_linears, packing_available
 
         model.eval()
+        fuse_tanh_gelu(model)
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
         self.max_batch = max_batch  # None: from KV_BUDGET, per generation length
@@ -136,6 +139,8 @@ class ExpertHost:
         self._row_lora = row_lora_or_none(self.model, self.lora_names, packed=self.packed) if lora else None
         self._forward_takes = forward_parameters(self.model)
         self._cache_keyword = cache_keyword(self._forward_takes)
+        # On a CPU: attention that reads a section's prompt once for all its candidates (row_attention.py).
+        self.row_attention = self.device.type == "cpu" and use_row_attention(model)
         self._freeze: dict[str, dict[str, Any]] = {
             name: self._load_freeze(name, Path(path)) for name, path in sorted((freeze or {}).items())
         }
@@ -307,9 +312,27 @@ class ExpertHost:
         maps = self._head_file_maps()
         self._replace_output(Int8Head(self._full_head, maps), maps)
 
-    def _generate(self, requests: Sequence[Request]) -> list[Generation]:
+    def _packed_output(self) -> None:
+        """The whole output layer in float32, packed like the body's layers: torch's own matmul sums a lone row
+        in another order than a batch (and differently again as rows leave), so a row's scores would depend on
+        its neighbours."""
+        from .packed_linear import PackedLinear
+
+        self._replace_output(PackedLinear(self._full_head), self._head_file_maps())
+
+    def output_layer(self) -> Any:
+        """The layer that computes the scores, put in place if not yet (at the first generation, so that a
+        vocabulary restricted before then needs only its own rows): int8 or packed where they apply."""
+        import torch
+
         if self._output is None and self._int8_for(self._full_head.weight.shape[0]):
             self._int8_output()
+        elif self._output is None and self.packed and isinstance(self._full_head, torch.nn.Linear):
+            self._packed_output()
+        return self._base_model.get_output_embeddings()
+
+    def _generate(self, requests: Sequence[Request]) -> list[Generation]:
+        self.output_layer()
         known = set(self.experts)
         for r in requests:
             if r.expert not in known:
@@ -394,11 +417,13 @@ class ExpertHost:
             vocab_size=vocab,
         )
         stored = torch.bfloat16 if self.narrow_kv else next(self.model.parameters()).dtype
-        cache = narrow_cache(stored, width + max_new)
+        cache = narrow_cache(stored, width + max_new, split=self.row_attention)
         # Candidates of one section share their prompt and expert: its positions are computed once per
         # distinct (prompt, expert) and handed to every row that shares them; the token loop does the last one.
+        # With the row attention a lone row's prompt is handed over too, so that it attends as a shared one does.
         owner: dict[tuple[str, tuple[int, ...]], int] = {}
         rows_of = [owner.setdefault((r.expert, tuple(e.ids)), len(owner)) for r, e in zip(reqs, encoded, strict=True)]
+        share = len(owner) < len(reqs) or self.row_attention
         experts = [r.expert for r in reqs]
         # Our prompts start with the end-of-text token, which is also the pad token: transformers then warns
         # about padding without a mask on steps where it passes none because nothing is padded.
@@ -407,7 +432,7 @@ class ExpertHost:
         quiet.setLevel(logging.ERROR)
         try:
             with torch.inference_mode():
-                if len(owner) < len(reqs) and width > 1:
+                if share and width > 1:
                     firsts = [rows_of.index(u) for u in range(len(owner))]
                     self._prefill(cache, input_ids[firsts, :-1], mask[firsts], [experts[i] for i in firsts])
                     cache.batch_select_indices(torch.tensor(rows_of, device=self.device))
@@ -466,6 +491,8 @@ class ExpertHost:
         extra: dict[str, Any] = {"logits_to_keep": 1} if "logits_to_keep" in self._forward_takes else {}
         if "position_ids" in self._forward_takes:
             extra["position_ids"] = positions
+        if self.row_attention:
+            extra["row_cache"] = cache
         return self.model(
             input_ids=ids,
             attention_mask=mask,

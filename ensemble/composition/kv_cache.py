@@ -9,7 +9,8 @@ attends, one layer at a time. The model's arithmetic is unchanged apart from the
 Rows that continue the same prompt (a section's candidates) read that prompt's states from one copy, kept
 already widened (the same rounded values; a prompt's few positions once per section): since every step widens
 the states into a fresh float32 tensor anyway, that tensor is assembled from the shared prompt part and the
-row's own positions at no extra memory.
+row's own positions at no extra memory. With `split` (the host's attention on a CPU, row_attention.py) not even
+that: attention gets only the rows' own positions and reads the prompt's from its one copy.
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ from __future__ import annotations
 from typing import Any
 
 
-def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
+def narrow_cache(storage_dtype: Any, max_length: int, *, split: bool = False) -> Any:
     """A fresh transformers Cache whose layers store up to `max_length` positions as `storage_dtype`
     (it grows past that if it must).
 
     `batch_select_indices(rows)` gives row i the states of row `rows[i]`: right after a prefill of distinct
     prompts (the candidates sharing one), and whenever rows leave the batch. Where the states are widened for
     attention anyway (storage narrower than compute), the positions held at the first such call are then kept
-    once and only the positions after them per row; otherwise they are copied.
+    once and only the positions after them per row; otherwise they are copied. `split`: from then on a layer's
+    `update` returns only the positions after them, and the cache's `shared_prompt(layer)` the rest, which
+    attention (row_attention) must read at every step (a step that did not is an error at the next).
     """
     import torch
     from transformers.cache_utils import Cache, DynamicLayer
+
+    from .row_attention import SharedPrompt
 
     def buffer(like: torch.Tensor, rows: int, positions: int) -> torch.Tensor:
         return like.new_empty((rows, like.shape[1], positions, like.shape[3]), dtype=storage_dtype)
@@ -37,6 +42,8 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
         shared = 0  # of which the first `shared` are read from `prompt_keys/values[owner]`
         owner: torch.Tensor | None = None
         runs: list[tuple[int, int, int]] = []
+        prompt: SharedPrompt | None = None
+        unread = False  # split: attention did not read the prompt part of the last update
 
         def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
             self.dtype, self.device = key_states.dtype, key_states.device
@@ -58,6 +65,10 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
             self.length += key_states.shape[-2]
             if self.owner is None:
                 return self.keys[:, :, :end].to(self.dtype), self.values[:, :, :end].to(self.dtype)
+            if split:
+                self.check_read()
+                self.unread = True
+                return self.keys[:, :, :end].to(self.dtype), self.values[:, :, :end].to(self.dtype)
             return self._widen(self.prompt_keys, self.keys, end), self._widen(self.prompt_values, self.values, end)
 
         def _widen(self, prompt: torch.Tensor, own: torch.Tensor, end: int) -> torch.Tensor:
@@ -69,6 +80,19 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
 
         def _set_owner(self, owner: torch.Tensor) -> None:
             self.owner, self.runs = owner, runs(owner.tolist())
+            if split:
+                self.prompt = SharedPrompt(self.prompt_keys, self.prompt_values, owner.tolist())
+
+        def read_prompt(self) -> SharedPrompt | None:
+            self.unread = False
+            return self.prompt
+
+        def check_read(self) -> None:
+            if self.unread:
+                raise RuntimeError(
+                    "this model's attention does not go through transformers' attention interface, so it never "
+                    "read the prompt its KV cache left out; compose with `precision: fp32` off a CPU or report it"
+                )
 
         def batch_select_indices(self, indices: torch.Tensor) -> None:
             if not self.is_initialized or self.length == 0:
@@ -98,7 +122,17 @@ def narrow_cache(storage_dtype: Any, max_length: int) -> Any:
             if tokens_to_remove < 0 and self.is_initialized:
                 self.length = max(self.shared, self.length + tokens_to_remove)
 
-    return Cache(layer_class_to_replicate=NarrowLayer)
+    class NarrowCache(Cache):
+        def update(self, key_states: Any, value_states: Any, layer_idx: int, *args: Any, **kwargs: Any) -> Any:
+            if split and 0 < layer_idx <= len(self.layers):
+                self.layers[layer_idx - 1].check_read()  # the layer before, in this same pass
+            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+        def shared_prompt(self, layer: int) -> SharedPrompt | None:
+            """Layer `layer`'s shared prompt where `update` left it out (split), else None."""
+            return self.layers[layer].read_prompt() if split and layer < len(self.layers) else None
+
+    return NarrowCache(layer_class_to_replicate=NarrowLayer)
 
 
 def runs(owners: list[int]) -> list[tuple[int, int, int]]:

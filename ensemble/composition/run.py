@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 ProvenanceMode = Literal["off", "report", "footnotes"]
 
-CACHE_FORMAT = "ensemble-compose-section/4"  # 3: int8 output layer, packed LoRA products; 4: aligned padding
+# 3: int8 output layer, packed LoRA products; 4: aligned padding; 5: row attention, packed float32 output layer
+CACHE_FORMAT = "ensemble-compose-section/5"
 
 
 @dataclass

@@ -295,7 +295,7 @@ def test_an_overflow_in_the_logits_is_a_clear_error_not_token_zero(tiny_base, ex
     from ensemble.core.errors import NumericsError
 
     h = make_host(tiny_base, expert_store)
-    head = h.model.get_output_embeddings()
+    head = h.output_layer()
     handle = head.register_forward_hook(lambda module, inputs, output: output + bad)
     try:
         with pytest.raises(NumericsError, match=r"NaN or infinity in 9 of 9 rows \(computed in float32\)"):
@@ -332,7 +332,7 @@ def test_rows_that_end_leave_the_batch_on_either_adapter_path(request, path):
 
     host = request.getfixturevalue("host" if path == "lora_rows" else "peft_path_host")
     eos = host.tokenizer.eos_token_id
-    head = host.model.get_output_embeddings()
+    head = host.output_layer()
     bias = torch.zeros(head.weight.shape[0])
     bias[eos] = 0.5
     experts = ["family", "friends", "base"]
@@ -357,3 +357,4 @@ def test_rows_that_end_leave_the_batch_on_either_adapter_path(request, path):
     assert [g.text for g in batched] == [g.text for g in alone]
     for b, a in zip(batched, alone, strict=True):
         assert (b.tokens, b.finished) == (a.tokens, a.finished)
+        assert b.token_logprobs == a.token_logprobs  # to the bit, as the batch shrinks (packed output layer)

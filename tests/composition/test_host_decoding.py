@@ -37,7 +37,7 @@ def steer(host: ExpertHost, bias: dict[int, float]):
     """Add `bias` to the model's logits (a hook handle: `.remove()` it)."""
     import torch
 
-    head = host.model.get_output_embeddings()
+    head = host.output_layer()
     add = torch.zeros(head.weight.shape[0])
     for i, b in bias.items():
         add[i] = b

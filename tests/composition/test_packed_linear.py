@@ -110,7 +110,7 @@ def test_a_row_reads_the_same_hidden_state_bits_alone_as_beside_other_experts_ro
     cannot tip a row apart)."""
     host = make_host(tiny_base, expert_store, int8_head=False)
     seen: list[torch.Tensor] = []
-    host.model.get_output_embeddings().register_forward_pre_hook(lambda m, a: seen.append(a[0][:, -1].clone()))
+    host.output_layer().register_forward_pre_hook(lambda m, a: seen.append(a[0][:, -1].clone()))
     reqs = [Request(PROMPTS[0], e, GREEDY, 0) for e in ("family", "friends", "base")]
     host.generate(reqs)
     batched = list(seen)
