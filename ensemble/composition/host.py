@@ -316,9 +316,10 @@ class ExpertHost:
         """The whole output layer in float32, packed like the body's layers: torch's own matmul sums a lone row
         in another order than a batch (and differently again as rows leave), so a row's scores would depend on
         its neighbours."""
-        from .packed_linear import PackedLinear
+        from .packed_linear import PackedHead
 
-        self._replace_output(PackedLinear(self._full_head), self._head_file_maps())
+        maps = self._head_file_maps()
+        self._replace_output(PackedHead(self._full_head, maps), maps)
 
     def output_layer(self) -> Any:
         """The layer that computes the scores, put in place if not yet (at the first generation, so that a

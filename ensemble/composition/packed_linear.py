@@ -21,6 +21,8 @@ import torch
 # The number of rows oneDNN is told to expect: it only steers the kernel's choice, never the result.
 ROWS_HINT = 16
 MADV_DONTNEED = 4  # Linux
+# An output layer is packed this many outputs at a time (PackedHead).
+HEAD_SLICE = 8192
 
 
 def packing_available(device: torch.device, dtype: torch.dtype) -> bool:
@@ -73,6 +75,32 @@ class PackedLinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> Any:
         return packed_linear(x, self.packed, self.bias, self.out_features)
+
+
+class PackedHead(torch.nn.Module):
+    """Stands in for a linear output layer in float32: the same weight (and bias) Parameters under the same names
+    (a tied embedding keeps its own), plus a packed copy made HEAD_SLICE outputs at a time, the weight's file
+    pages given back slice by slice (`file_maps`, as for `release`), so packing never holds the whole layer
+    twice; `refresh` after the values change."""
+
+    def __init__(self, head: torch.nn.Linear, file_maps: Sequence[tuple[int, int]] = ()) -> None:
+        super().__init__()
+        self.weight = head.weight
+        self.bias = head.bias
+        self.slices: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []
+        self.refresh(file_maps)
+
+    def refresh(self, file_maps: Sequence[tuple[int, int]] = ()) -> None:
+        """`file_maps`: never for a weight a freeze expert writes into (its written pages would be lost)."""
+        self.slices = []
+        for at in range(0, self.weight.shape[0], HEAD_SLICE):
+            rows = self.weight[at : at + HEAD_SLICE]
+            bias = self.bias[at : at + HEAD_SLICE].detach() if self.bias is not None else None
+            self.slices.append((packed_weight(rows), bias, len(rows)))
+            forget_file_pages(rows, file_maps)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return torch.cat([packed_linear(x, packed, bias, n) for packed, bias, n in self.slices], -1)
 
 
 def file_mappings() -> list[tuple[int, int]]:

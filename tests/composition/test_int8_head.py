@@ -11,7 +11,7 @@ from test_host import GREEDY, PROMPTS, load, make_host
 import ensemble.composition.host as host_module
 from ensemble.composition.host import ExpertHost
 from ensemble.composition.int8_head import Int8Head, Int8Rows, block_size, int8_available, rotation
-from ensemble.composition.packed_linear import PackedLinear
+from ensemble.composition.packed_linear import PackedHead
 from ensemble.composition.subset_head import SubsetHead
 from ensemble.composition.types import Request
 
@@ -103,11 +103,11 @@ def test_the_host_uses_an_int8_output_layer_where_it_is_wide_or_asked_for_and_ne
         host.generate([request])
         return host.model.get_output_embeddings()
 
-    assert isinstance(output_layer(), PackedLinear)  # this test model's vocabulary is small: float32, packed
+    assert isinstance(output_layer(), PackedHead)  # this test model's vocabulary is small: float32, packed
     assert isinstance(output_layer(int8_head=True), Int8Head)
     monkeypatch.setattr(host_module, "INT8_MIN_OUTPUTS", len(tok))
     assert isinstance(output_layer(), Int8Head)
-    assert isinstance(output_layer(int8_head=False), PackedLinear)
+    assert isinstance(output_layer(int8_head=False), PackedHead)
     model, _ = load(tiny_base)
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied, and stays so
     host = ExpertHost(model, tok, int8_head=True)

@@ -9,8 +9,10 @@ import pytest
 import torch
 from test_host import GREEDY, PROMPTS, SAMPLED, load, make_host
 
+import ensemble.composition.packed_linear as packed_module
 from ensemble.composition.host import ExpertHost
 from ensemble.composition.packed_linear import (
+    PackedHead,
     PackedLinear,
     file_mappings,
     forget_file_pages,
@@ -41,6 +43,23 @@ def test_a_packed_layer_computes_the_linear_layer_and_each_row_alone_is_the_same
     packed.refresh()
     with torch.no_grad():
         torch.testing.assert_close(packed(x), linear(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_packed_output_layer_in_slices_scores_every_id_and_each_row_alone_the_same(monkeypatch):
+    monkeypatch.setattr(packed_module, "HEAD_SLICE", 64)
+    torch.manual_seed(1)
+    head = torch.nn.Linear(32, 150)  # three slices: 64, 64, 22 outputs
+    packed = PackedHead(head)
+    assert packed.weight is head.weight and len(packed.slices) == 3
+    x = torch.randn(7, 32)
+    with torch.no_grad():
+        batch = packed(x)
+        torch.testing.assert_close(batch, head(x), atol=1e-5, rtol=1e-5)
+        assert all(torch.equal(packed(x[r : r + 1]), batch[r : r + 1]) for r in range(7))
+        head.bias.add_(1)
+    packed.refresh()
+    with torch.no_grad():
+        torch.testing.assert_close(packed(x), head(x), atol=1e-5, rtol=1e-5)
 
 
 def test_packing_leaves_embeddings_output_layer_and_adapters_plain(tiny_base, expert_store):
