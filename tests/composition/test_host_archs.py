@@ -103,6 +103,18 @@ def test_candidates_sharing_a_prompt_equal_each_candidate_alone(arch):
         assert len({g.text for g in batched[3 * i : 3 * i + 3]}) >= 2  # the candidates did sample differently
 
 
+def test_rows_equal_themselves_alone_on_two_threads(arch):
+    """Bases over 50M parameters compose on torch's default threads: torch's fused attention split its work
+    between two threads by the batch's shape (a row alone rounded apart from itself batched); the host's own
+    attention and packed matmuls do not."""
+    host = ExpertHost(
+        tiny_model(arch.name, arch.tok), arch.tok, lora=arch.lora, freeze=arch.freeze, int8_head=False, threads=2
+    )
+    reqs = [Request(p, e, sampling(1.0), 5 * i + j) for i, p in enumerate(PROMPTS) for j, e in enumerate(EXPERTS)]
+    reqs += [Request(LONG, "family", sampling(1.0), 40 + c) for c in range(3)]
+    assert_same(host.generate(reqs), [host.generate([r])[0] for r in reqs])
+
+
 @pytest.mark.parametrize("expert", ["base", "family", "nature"])
 def test_a_row_gives_what_transformers_generates_with_that_expert(arch, expert):
     """Greedy, against transformers' own `generate` without a KV cache: every position attends through the
