@@ -91,7 +91,7 @@ def narrow_cache(storage_dtype: Any, max_length: int, *, split: bool = False) ->
             if self.unread:
                 raise RuntimeError(
                     "this model's attention does not go through transformers' attention interface, so it never "
-                    "read the prompt its KV cache left out; compose with `precision: fp32` off a CPU or report it"
+                    "read the prompt its KV cache left out: report it with the model's type (its config.json)"
                 )
 
         def batch_select_indices(self, indices: torch.Tensor) -> None:
