@@ -5,20 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_host import SAMPLED, make_host
 
-from ensemble.composition.host import ExpertHost
 from ensemble.composition.row_attention import SLOTS, SharedPrompt
-from ensemble.composition.types import Request, Sampling
-
-SAMPLED = Sampling(
-    max_new_tokens=8,
-    temperature=1.0,
-    top_k=30,
-    top_p=0.95,
-    repetition_penalty=1.15,
-    penalty_exempt_particles=True,
-    no_repeat_ngram_size=3,
-)
+from ensemble.composition.types import Request
 
 
 def states(prompts: int, heads: int = 2, positions: int = 16, dim: int = 8):
@@ -78,16 +68,6 @@ def test_attention_that_skips_the_shared_prompt_is_an_error(tiny_base, expert_st
     host.model.get_base_model().set_attn_implementation("test_own_positions_only")
     with pytest.raises(RuntimeError, match="attention interface"):
         host.generate([Request("봄이 오면", "family", SAMPLED, 0)])
-
-
-def make_host(tiny_base, expert_store) -> ExpertHost:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    experts = expert_store / "experts"
-    lora = {name: experts / name / "adapter" for name in ("family", "friends")}
-    return ExpertHost(
-        AutoModelForCausalLM.from_pretrained(tiny_base), AutoTokenizer.from_pretrained(tiny_base), lora=lora
-    )
 
 
 @pytest.fixture(scope="module")
