@@ -63,13 +63,12 @@ def narrow_cache(storage_dtype: Any, max_length: int, *, split: bool = False) ->
             self.keys[:, :, at:end] = key_states
             self.values[:, :, at:end] = value_states
             self.length += key_states.shape[-2]
-            if self.owner is None:
-                return self.keys[:, :, :end].to(self.dtype), self.values[:, :, :end].to(self.dtype)
-            if split:
+            if self.owner is not None and not split:
+                return self._widen(self.prompt_keys, self.keys, end), self._widen(self.prompt_values, self.values, end)
+            if self.owner is not None:  # split: attention reads the prompt's part from `prompt`
                 self.check_read()
                 self.unread = True
-                return self.keys[:, :, :end].to(self.dtype), self.values[:, :, :end].to(self.dtype)
-            return self._widen(self.prompt_keys, self.keys, end), self._widen(self.prompt_values, self.values, end)
+            return self.keys[:, :, :end].to(self.dtype), self.values[:, :, :end].to(self.dtype)
 
         def _widen(self, prompt: torch.Tensor, own: torch.Tensor, end: int) -> torch.Tensor:
             out = own.new_empty((own.shape[0], own.shape[1], self.length, own.shape[3]), dtype=self.dtype)
