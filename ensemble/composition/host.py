@@ -47,7 +47,7 @@ PEFT_BASE = "__base__"
 # Rows per forward pass, by default: as many as keep the KV cache within this share of the model's weights
 # (or within the floor, for small models), so composing with every expert stays near the memory of one model
 # (benchmarks/compose.py). Wider batches give more tokens/s; `max_batch` trades memory for that.
-KV_BUDGET = 0.25
+KV_BUDGET = 0.3
 KV_BUDGET_FLOOR = 64 * 2**20
 # On a GPU the KV cache may take this share of the memory free when a round starts (the rest is left to the
 # activations and logits): a large card batches many more rows than a share of the weights would allow.
@@ -350,7 +350,8 @@ class ExpertHost:
             idx = groups[(weights, max_new)]
             encoded = {i: self._encode(requests[i], max_new) for i in idx}
             width = padded_width(max(len(e.ids) for e in encoded.values()), self.pad_multiple)
-            limit = self.max_batch or self.rows_within_budget(len(idx), width + max_new)
+            prompts = len({(requests[i].expert, tuple(encoded[i].ids)) for i in idx})
+            limit = self.max_batch or self.rows_within_budget(len(idx), width, max_new, prompts)
             size = -(-len(idx) // -(-len(idx) // limit))  # equal chunks: 21 rows by 8 → 7, 7, 7
             for at in range(0, len(idx), size):
                 chunk = idx[at : at + size]
@@ -359,14 +360,22 @@ class ExpertHost:
                     out[i] = g
         return [g for g in out if g is not None]
 
-    def rows_within_budget(self, rows: int, positions: int) -> int:
-        """How many of `rows` rows of `positions` positions fit in one pass with the KV cache within
-        KV_BUDGET of the weights."""
+    def rows_within_budget(self, rows: int, width: int, new: int, prompts: int | None = None) -> int:
+        """How many of `rows` rows (continuing `prompts` distinct prompts, by default one each) of `width`
+        prompt positions and `new` new ones fit in one pass with the KV cache within `kv_budget()`."""
         if self._kv_per_position == 0:
             return rows
-        stored = 2 if self.narrow_kv else next(self.model.parameters()).element_size()
-        per_row = self._kv_per_position * positions * stored
+        per_row = self.kv_bytes(1, (prompts or rows) / rows, width, new)
         return max(1, min(rows, int(self.kv_budget() // per_row)))
+
+    def kv_bytes(self, rows: float, prompts: float, width: int, new: int) -> float:
+        """Bytes of the KV cache of `rows` rows continuing `prompts` distinct prompts of `width` positions by
+        `new` positions each."""
+        compute = next(self.model.parameters()).element_size()
+        if self.row_attention and self.narrow_kv:  # each prompt once and each row's own positions, widened
+            return self._kv_per_position * compute * (prompts * width + rows * new)
+        stored = 2 if self.narrow_kv else compute
+        return self._kv_per_position * stored * rows * (width + new)
 
     def kv_budget(self) -> float:
         """Bytes the KV cache of one pass may take: on a GPU a share of its free memory now (the weights and
@@ -638,20 +647,19 @@ class RowSampler:
 
     def choose(self, input_ids: Any, scores: Any, rows: Sequence[int]) -> list[int]:
         """The next id of each of `rows`, whose ids so far and scores are the lines of `input_ids` and
-        `scores`, in that order."""
+        `scores`, in that order. `scores` is spent: it is written in place."""
         import torch
 
-        scores = scores.float()
-        b, width = scores.shape
+        x = scores.float()
+        b, width = x.shape
         sampling = [self.sampling[r] for r in rows]
-        # Each pass below reads the whole (rows × vocabulary) block, so there are few: one max (NaN and +inf
-        # both fail `< inf`), one log-sum-exp for the log-probabilities, the penalised copy and one top-k.
-        broken = ~(scores.amax(dim=-1) < float("inf"))
+        # Each pass below reads the whole (rows × vocabulary) block, so there are few: one log-sum-exp for the
+        # log-probabilities (NaN and +inf both make it fail `< inf`), the penalties in place and one top-k.
         if self.allowed is not None:  # also undoes a soft cap, which turns the output layer's -inf into -cap
-            scores = scores.masked_fill(~self.allowed[:width], float("-inf"))
-        log_total = torch.logsumexp(scores, dim=-1)
-        x = self._penalize(input_ids, scores, rows)
-        x = x.clone() if x is scores else x
+            x = x.masked_fill(~self.allowed[:width], float("-inf"))
+        log_total = torch.logsumexp(x, dim=-1)
+        broken = ~(log_total < float("inf"))
+        unpenalized = self._penalize(input_ids, x, rows)
         self._mask_undecodable(x)
         self._ban_ngrams(input_ids, x, rows)
         # The whole batch's candidates in one pass on the device and one copy to the host; only the draws,
@@ -677,8 +685,12 @@ class RowSampler:
                 choice.append(int(greedy[j]))
             else:
                 choice.append(self._draw(values[j, : self._k(s, width)], index[j], s, self.generators[r]))
-        at = torch.tensor(choice, device=scores.device)[:, None]
-        chosen = (scores.gather(1, at)[:, 0] - log_total).tolist()
+        # Each chosen id's log-probability under the unmodified scores: the penalised ones are put back (an id
+        # masked or banned is chosen only by a row with no finite score).
+        if unpenalized is not None:
+            x.index_put_(unpenalized[:2], unpenalized[2])
+        at = torch.tensor(choice, device=x.device)[:, None]
+        chosen = (x.gather(1, at)[:, 0] - log_total).tolist()
         for r, lp in zip(rows, chosen, strict=True):
             self._logprobs[r].append(lp)
         return choice if self.columns is None else [self._column_ids[c] for c in choice]
@@ -715,12 +727,14 @@ class RowSampler:
             x[lines, cols] = float("-inf")
 
     def _penalize(self, input_ids: Any, scores: Any, rows: Sequence[int]) -> Any:
+        """The repetition penalty, written into `scores`; returns the (lines, columns) written and their
+        values before, or None where no row is penalised."""
         import torch
 
         sampling = [self.sampling[r] for r in rows]
         pens = [s.repetition_penalty for s in sampling]
         if all(p == 1 for p in pens):
-            return scores
+            return None
         b, length = input_ids.shape
         dev = scores.device
         pos = torch.arange(length, device=dev)[None, :]
@@ -737,10 +751,9 @@ class RowSampler:
         g = scores.gather(1, cols)
         penalized = torch.where(g < 0, g * p, g / p)
         # Only the text's positions are written; an id repeated writes the same value each time.
-        lines = torch.arange(b, device=dev)[:, None].expand_as(cols)
-        x = scores.clone()
-        x[lines[valid], cols[valid]] = penalized[valid]
-        return x
+        lines, cols = torch.arange(b, device=dev)[:, None].expand_as(cols)[valid], cols[valid]
+        scores[lines, cols] = penalized[valid]
+        return lines, cols, g[valid]
 
     @staticmethod
     def _draw(values: Any, index: Any, s: Sampling, gen: Any) -> int:

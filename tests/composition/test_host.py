@@ -270,17 +270,21 @@ def test_narrow_kv_cache_selecting_rows_again_keeps_each_rows_shared_prompt(tiny
 def test_default_rows_per_pass_keep_the_kv_cache_within_a_share_of_the_weights(host):
     from ensemble.composition.host import KV_BUDGET, KV_BUDGET_FLOOR
 
+    assert host.row_attention  # on a CPU: each distinct prompt kept once, every position in float32
     cfg = host.model.get_base_model().config
-    per_position = cfg.n_layer * 2 * cfg.n_embd * 2  # keys and values in every layer, bfloat16 on a CPU
+    per_position = cfg.n_layer * 2 * cfg.n_embd * 4  # keys and values in every layer
     weights = sum(p.numel() * p.element_size() for p in host.model.get_base_model().parameters())
     budget = max(KV_BUDGET * weights, KV_BUDGET_FLOOR)  # a tiny model gets the floor
-    for positions in (40, 2_000, 100_000, 10_000_000):
-        rows = host.rows_within_budget(64, positions)
-        assert rows == max(1, min(64, int(budget // (per_position * positions))))
-        assert rows == 1 or rows * per_position * positions <= budget
-    assert host.rows_within_budget(64, 40) == 64
-    assert host.rows_within_budget(64, 100_000) < host.rows_within_budget(64, 2_000)
-    assert host.rows_within_budget(64, 10_000_000) == 1
+    for width, new in ((32, 8), (1_000, 1_000), (50_000, 50_000), (5_000_000, 5_000_000)):
+        for prompts in (64, 16):  # 64 rows of their own prompts, or 16 prompts of 4 candidates each
+            rows = host.rows_within_budget(64, width, new, prompts)
+            kept = per_position * (width * rows * prompts / 64 + rows * new)
+            assert rows == 1 or kept <= budget
+            assert rows == 64 or kept + per_position * (width * prompts / 64 + new) > budget
+    assert host.rows_within_budget(64, 32, 8) == 64
+    assert host.rows_within_budget(64, 20_000, 100, 16) > host.rows_within_budget(64, 20_000, 100, 64)
+    assert host.rows_within_budget(64, 50_000, 50_000) < host.rows_within_budget(64, 1_000, 1_000)
+    assert host.rows_within_budget(64, 5_000_000, 5_000_000) == 1
 
 
 def test_each_generation_reports_its_tokens_loglikelihoods_and_where_they_end(host):
@@ -312,6 +316,7 @@ def test_on_a_gpu_rows_per_pass_follow_its_free_memory(host, monkeypatch):
 
     gib = 2**30
     monkeypatch.setattr(host, "device", torch.device("cuda", 0))
+    monkeypatch.setattr(host, "row_attention", False)  # transformers' attention on a GPU: every row its own states
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free[0], 80 * gib))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 3 * gib)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * gib)
@@ -319,9 +324,9 @@ def test_on_a_gpu_rows_per_pass_follow_its_free_memory(host, monkeypatch):
     per_row = cfg.n_layer * 2 * cfg.n_embd * 2 * 100_000  # 100k positions, bfloat16 keys and values
     free = [70 * gib]
     assert host.kv_budget() == KV_FREE_SHARE * 71 * gib  # the allocator's unused gigabyte counts as free
-    assert host.rows_within_budget(4096, 100_000) == int(KV_FREE_SHARE * 71 * gib // per_row)
+    assert host.rows_within_budget(4096, 100_000, 0) == int(KV_FREE_SHARE * 71 * gib // per_row)
     free[0] = 1 * gib
-    assert host.rows_within_budget(4096, 100_000) == int(KV_FREE_SHARE * 2 * gib // per_row)
+    assert host.rows_within_budget(4096, 100_000, 0) == int(KV_FREE_SHARE * 2 * gib // per_row)
 
 
 @pytest.mark.parametrize("path", ["lora_rows", "peft"])

@@ -183,6 +183,23 @@ def test_a_long_prompt_keeps_its_start_token_and_prefix_and_loses_its_oldest_tex
     assert g.tokens == 8
 
 
+def test_a_chosen_ids_log_probability_is_under_the_scores_before_the_penalties():
+    """The penalties steer the choice; the log-probability a candidate is ranked by is the model's own."""
+    import torch
+
+    from ensemble.composition.host import RowSampler
+
+    scores = torch.tensor([[4.0, 3.0, 1.0, 0.5], [2.0, -1.0, 5.0, 0.0], [0.5, 0.2, 3.0, 6.0]])
+    ids = torch.tensor([[3, 0, 0], [3, 2, 1], [0, 3, 3]])  # each row's text from position 1 on
+    settings = [sampling(repetition_penalty=p, no_repeat_ngram_size=n) for p, n in ((3.0, 0), (1.2, 0), (1.0, 2))]
+    sampler = RowSampler(settings, [0, 1, 2], [1, 1, 1], None)
+    chosen = sampler.choose(ids, scores.clone(), [0, 1, 2])
+    # row 0: 4/3 < 3, so id 1; row 1: 5/1.2 still first; row 2: the bigram (3, 3) is banned, so id 2
+    assert chosen == [1, 2, 2]
+    want = torch.log_softmax(scores, dim=-1)[torch.arange(3), torch.tensor(chosen)]
+    assert [lp[0] for lp in sampler.logprobs()] == pytest.approx(want.tolist(), abs=1e-6)
+
+
 def test_ids_past_the_tokenizer_are_never_chosen():
     """Gemma 3's embedding matrix has rows no token decodes to; a row must not spend its tokens on them."""
     tok = tiny_tokenizer("gemma3")
