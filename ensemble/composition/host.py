@@ -152,7 +152,8 @@ class ExpertHost:
         # Where no freeze expert writes into a weight, its packed copy is all that is kept of it.
         written = {id(self._params[n]) for n in touched}
         self._written = written
-        layers = pack_linears(self.model, keep=written) if self.packed else []
+        sides = self._row_lora.sides() if self._row_lora is not None else None
+        layers = pack_linears(self.model, keep=written, sides=sides) if self.packed else []
         self._packed_by_weight = {id(layer.weight): layer for layer in layers}
         self._active: str | None = None
         self.swaps = 0

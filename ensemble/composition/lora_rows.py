@@ -61,6 +61,11 @@ class RowLora:
         for layer in self._layers:
             layer.select(adapters)
 
+    def sides(self) -> dict[int, Any]:
+        """The adapters' first matrices side by side (outputs × inputs) by the id of the base layer they read
+        the input of: packed with it (packed_linear's `side`), one product gives both."""
+        return {id(layer.layer.get_base_layer()): layer.a.t() for layer in self._layers}
+
 
 class _SideBySide:
     """One LoRA layer's adapters side by side, and the forward hook that applies each row's own."""
@@ -77,6 +82,7 @@ class _SideBySide:
         d_out = layer.lora_B[present[0]].weight.shape[0]
         width = len(names) * self.rank
         self.names = names
+        self.layer = layer
         self.scaling = {n: float(layer.scaling[n]) for n in present}
         with torch.no_grad():
             self.a = torch.zeros(d_in, width, dtype=weight.dtype, device=weight.device)
@@ -112,8 +118,13 @@ class _SideBySide:
     def _hook(self, module: Any, args: tuple[Any, ...], output: Any) -> Any:
         from .packed_linear import packed_linear
 
+        # Where the base layer computed x @ a in its own product (packed with it), its output is a view.
+        base = module.get_base_layer()
+        side = getattr(base, "side_output", None)
+        if side is not None:
+            base.side_output = None
         if self._mask is None:
-            return None
+            return None if side is None else output.contiguous()
         x = args[0]
         mask = self._mask
         if x.shape[0] != mask.shape[0]:
@@ -123,7 +134,8 @@ class _SideBySide:
         x = x.to(self.a.dtype)
         if self.packed is not None:
             pa, pb = self.packed
-            delta = packed_linear(packed_linear(x, pa, None, self.a.shape[1]) * mask, pb, None, self.b.shape[1])
+            down = side if side is not None else packed_linear(x, pa, None, self.a.shape[1])
+            delta = packed_linear(down * mask, pb, None, self.b.shape[1])
         else:
             delta = ((x @ self.a) * mask) @ self.b
         return output + delta.to(output.dtype)

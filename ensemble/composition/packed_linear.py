@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -50,21 +50,35 @@ def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | No
 class PackedLinear(torch.nn.Module):
     """Stands in for a `torch.nn.Linear` or a GPT-2 `Conv1D` (the same map with its weight stored transposed):
     the same weight and bias Parameters under the same names, plus their packed copy, which `refresh` renews
-    after the weight's values change."""
+    after the weight's values change.
 
-    def __init__(self, layer: torch.nn.Module) -> None:
+    `side` (extra outputs × inputs): more outputs computed in the same product (LoRA adapters' first matrices,
+    lora_rows.py), left in `side_output` for whoever reads them next; the layer's own outputs are unchanged
+    (the same bits: each output sums its inputs in the same order) and a small product's fixed cost is saved."""
+
+    def __init__(self, layer: torch.nn.Module, side: torch.Tensor | None = None) -> None:
         super().__init__()
         self.weight = layer.weight
         self.bias = layer.bias
         self.transposed = not isinstance(layer, torch.nn.Linear)
         self.out_features = self.weight.shape[1] if self.transposed else self.weight.shape[0]
+        self.side = side
+        self.side_output: torch.Tensor | None = None
         self.packed: torch.Tensor
+        self._packed_bias: torch.Tensor | None = None
         self.refresh()
 
     def refresh(self) -> None:
         if self.weight.numel() == 0:
             raise RuntimeError("this layer's weight was released; it cannot be packed again")
-        self.packed = packed_weight(self.weight.t() if self.transposed else self.weight)
+        weight = self.weight.t() if self.transposed else self.weight
+        if self.side is None:
+            self.packed = packed_weight(weight)
+            return
+        with torch.no_grad():
+            self.packed = packed_weight(torch.cat([weight, self.side.to(weight.dtype)]))
+            if self.bias is not None:
+                self._packed_bias = torch.cat([self.bias.detach(), self.bias.new_zeros(len(self.side))])
 
     def release(self, file_maps: Sequence[tuple[int, int]] = ()) -> None:
         """Free the weight's values (the Parameter stays, empty, with its dtype and device): only the packed
@@ -74,7 +88,11 @@ class PackedLinear(torch.nn.Module):
             self.weight.data = self.weight.data.new_empty(0)
 
     def forward(self, x: torch.Tensor) -> Any:
-        return packed_linear(x, self.packed, self.bias, self.out_features)
+        if self.side is None:
+            return packed_linear(x, self.packed, self.bias, self.out_features)
+        y = packed_linear(x, self.packed, self._packed_bias, self.out_features + len(self.side))
+        self.side_output = y[..., self.out_features :]
+        return y[..., : self.out_features]
 
 
 class PackedHead(torch.nn.Module):
@@ -134,11 +152,14 @@ def forget_file_pages(weight: torch.Tensor, file_maps: Sequence[tuple[int, int]]
         libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), MADV_DONTNEED)
 
 
-def pack_linears(model: torch.nn.Module, *, keep: Collection[int] = ()) -> list[PackedLinear]:
+def pack_linears(
+    model: torch.nn.Module, *, keep: Collection[int] = (), sides: Mapping[int, torch.Tensor] | None = None
+) -> list[PackedLinear]:
     """Replace every plain `torch.nn.Linear` and GPT-2 `Conv1D` of `model` by a PackedLinear, except the output
     layer and any layer sharing its weight with the input embeddings (an embedding must stay a plain matrix),
     and the LoRA adapters' own small layers. Each layer's weight is released as soon as it is packed (so the
-    peak memory holds one layer twice, not the model), unless its id is in `keep`. Returns the new layers."""
+    peak memory holds one layer twice, not the model), unless its id is in `keep`. `sides`: a layer's extra
+    outputs (PackedLinear's `side`) by the id of the layer. Returns the new layers."""
     from transformers.pytorch_utils import Conv1D
 
     skip = set()
@@ -159,7 +180,7 @@ def pack_linears(model: torch.nn.Module, *, keep: Collection[int] = ()) -> list[
             continue
         for child_name, child in list(parent.named_children()):
             if type(child) in (torch.nn.Linear, Conv1D) and id(child.weight) not in skip:
-                packed = PackedLinear(child)
+                packed = PackedLinear(child, (sides or {}).get(id(child)))
                 if id(child.weight) not in keep:
                     packed.release(file_maps)
                 setattr(parent, child_name, packed)

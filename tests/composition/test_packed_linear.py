@@ -45,6 +45,30 @@ def test_a_packed_layer_computes_the_linear_layer_and_each_row_alone_is_the_same
         torch.testing.assert_close(packed(x), linear(x), atol=1e-5, rtol=1e-5)
 
 
+def test_a_side_computed_in_the_same_product_leaves_the_layers_own_outputs_the_same_bits():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 200)
+    side = torch.randn(24, 96)
+    plain, fused = PackedLinear(linear), PackedLinear(linear, side)
+    x = torch.randn(5, 1, 96)
+    with torch.no_grad():
+        assert torch.equal(fused(x), plain(x))
+        torch.testing.assert_close(fused.side_output, x @ side.t(), atol=1e-5, rtol=1e-5)
+        linear.weight.mul_(2)  # a freeze expert writes into the weight: packed again, side and all
+        linear.bias.add_(1)
+        plain.refresh()
+        fused.refresh()
+        assert torch.equal(fused(x), plain(x))
+        torch.testing.assert_close(fused.side_output, x @ side.t(), atol=1e-5, rtol=1e-5)
+
+
+def test_a_hosts_lora_layers_compute_their_adapters_first_product_with_the_base_layers(tiny_base, expert_store):
+    host = make_host(tiny_base, expert_store)
+    lora = [m for n, m in host.model.named_modules() if n.endswith(".lora_A")]
+    bases = [m for m in host.model.modules() if isinstance(m, PackedLinear) and m.side is not None]
+    assert lora and len(bases) == len(lora)
+
+
 def test_a_packed_output_layer_in_slices_scores_every_id_and_each_row_alone_the_same(monkeypatch):
     monkeypatch.setattr(packed_module, "HEAD_SLICE", 64)
     torch.manual_seed(1)
