@@ -30,7 +30,10 @@ vocabulary, as the recipe did.
 
 "document" tokens count only the kept candidate: the headline, the speed a writer feels (the host samples 3
 candidates per step to keep the best, the recipe samples one); "generated" tokens count every candidate, the
-work done. A host row may stop early at the end-of-text token; only the tokens it generated count. Tokens
+work done. Neither side ends a row early: the recipe generates with min_new_tokens = max_new_tokens and the
+host's end-of-text score is masked at every step the same way, so both write the same number of tokens per
+section and step (until this release only the recipe's were held to it: a host row that ended early at the
+end-of-text token shortened the host's document while its round still ran as long as its longest row). Tokens
 per CPU-second are shown beside tokens per wall-second because the machine's cores may be shared: with one
 thread per process, CPU time is the work each side did, wall time also counts waiting for a core.
 
@@ -288,6 +291,7 @@ def run_host(root: Path, args) -> dict:
         return sampler_choose(self, input_ids, scores, rows)
 
     host_mod.RowSampler.choose = timed_choose
+    no_end = end_text_masked(host, tok)  # the recipe's min_new_tokens, on the host's side
     sampling = Sampling.from_params(GenerationParams(max_new_tokens=args.max_new_tokens))
     texts = prompts(args.experts, args.prompt_tokens, tok if args.base else None)
     tokens = doc_tokens = 0
@@ -303,6 +307,7 @@ def run_host(root: Path, args) -> dict:
         doc_tokens += sum(gens[e * args.candidates].tokens for e in range(args.experts))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     host_mod.RowSampler.choose = sampler_choose
+    no_end.remove()
     peak = peak_rss()
 
     # Greedy: the batched mixed-adapter rows must equal each adapter run alone.
@@ -333,6 +338,23 @@ def run_host(root: Path, args) -> dict:
         "vocabulary": host.vocabulary,
         "threads": torch.get_num_threads(),
     }
+
+
+def end_text_masked(host, tok):
+    """What HF's min_new_tokens does to the recipe, done to the host: the end-of-text token's score set to -inf
+    at every step (a forward hook on the host's output layer; `.remove()` it), so that every host row writes
+    max_new_tokens as every recipe row does."""
+    import torch
+
+    layer = host.output_layer()
+    index = getattr(layer, "index", None)  # a vocabulary restricted to some ids: their columns
+    ids = torch.arange(layer.weight.shape[0]) if index is None else index.cpu()
+    columns = (ids == tok.eos_token_id).nonzero()[:, 0]
+
+    def mask(module, inputs, output):
+        return output.index_fill_(-1, columns.to(output.device), float("-inf"))
+
+    return layer.register_forward_hook(mask)
 
 
 def run_one(root: Path, args) -> dict:
