@@ -21,12 +21,12 @@ vocabulary, as the recipe did.
   generated one after another at batch 1 with HF sampling (top-k 30, top-p 0.95, repetition_penalty 2.0).
 - host:   one base with every expert attached as a PEFT adapter (ensemble.composition.host.ExpertHost); each
   step is ONE call holding all sections × `candidates` rows, each row with its own adapter and seed; run
-  twice: with the default rows per forward pass (as many as keep the KV cache within a quarter of the
+  twice: with the default rows per forward pass (as many as keep the KV cache within 30 % of the
   weights: here all 21 in one pass) and with `--lean-batch` rows per pass (21 rows go as 11 + 10: less
   memory, fewer tokens/s), and a third time with torch's own matmuls instead of weights pre-packed for oneDNN
   ("host plain"; the host packs by default on a CPU in float32, `--matmul`), and a fourth time with a float32
   output layer instead of its int8 copy ("host fp32 head"; the host's default on a CPU in float32 is int8,
-  `--head`). On a CPU the host keeps its KV cache in bfloat16 (`--kv`).
+  `--head`). On a CPU the host prefills its KV cache in bfloat16 (`--kv`; see the README).
 
 "document" tokens count only the kept candidate: the headline, the speed a writer feels (the host samples 3
 candidates per step to keep the best, the recipe samples one); "generated" tokens count every candidate, the

@@ -11,8 +11,9 @@
 - Rows with the same prompt and expert (a section's candidates) share the prompt's computation: it runs once
   and its KV cache goes to each of those rows (kept once in the narrow cache, copied otherwise) before
   the token loop goes on from the last prompt position.
-- On a CPU in float32 the linear layers multiply with weights pre-packed for oneDNN (`packed_linear`), and
-  the output layer in int8 after a fixed rotation (`int8_head`) where it is wide, else packed too.
+- On a CPU in float32 the linear layers multiply with weights pre-packed for oneDNN (`packed_linear`; a LoRA
+  layer's base together with its adapters' first matrices), and the output layer in int8 after a fixed
+  rotation (`int8_head`) where it is wide, else packed too.
 - On a CPU attention is the host's own (`row_attention`): a shared prompt's states are read in place by all the
   rows that continue it, and a row's numbers do not depend on its batch on any number of threads.
 - The token loop is our own (`decode`), not HF `generate` (so no setting of the base's `generation_config`

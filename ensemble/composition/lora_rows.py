@@ -7,7 +7,9 @@ keeps its adapters side by side, `A` (in, adapters × r) and `B` (adapters × r,
 (times its scaling) and zeroes the others, while PEFT's own adapter path is switched off. On a CPU in float32
 both products multiply with copies packed for oneDNN (packed_linear.py), as the base's layers do: torch's own
 path sums a lone row in another order than a batch, which made a row's hidden state differ from itself alone
-by ~1e-4 after a few steps (GPT-2-124M shape, 7 adapters); packed, the two are the same bits. Multiplying by every
+by ~1e-4 after a few steps (GPT-2-124M shape, 7 adapters); packed, the two are the same bits. There `x @ A` is
+also packed into the base layer's own product (`sides()`, packed_linear's `side`): one matmul fewer per layer,
+whose fixed cost was most of a product this narrow. Multiplying by every
 adapter's A costs `in × adapters × r` per token, still tiny next to the layer; unlike gathering each row's
 weights it holds nothing per row. The adapters stay PEFT adapters (loaded by PEFT, whose `lora_A`/`lora_B`
 weights become views of the side-by-side matrices, so nothing is held twice).

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 
 ProvenanceMode = Literal["off", "report", "footnotes"]
 
-# 3: int8 output layer, packed LoRA products; 4: aligned padding; 5: row attention, packed float32 output layer
-CACHE_FORMAT = "ensemble-compose-section/5"
+# 3: int8 output layer, packed LoRA products; 4: aligned padding; 5: row attention, packed float32 output layer;
+# 6: each row's own KV positions in float32
+CACHE_FORMAT = "ensemble-compose-section/6"
 
 
 @dataclass
