@@ -28,8 +28,8 @@ def narrow_cache(storage_dtype: Any, max_length: int, *, split: bool = False) ->
     attention anyway (storage narrower than compute), the positions held at the first such call are then kept
     once and only the positions after them per row; otherwise they are copied. `split`: from then on a layer's
     `update` returns only the positions after them (stored in the compute type), and the cache's
-    `shared_prompt(layer)` the rest, which
-    attention (row_attention) must read at every step (a step that did not is an error at the next).
+    `shared_prompt(layer)` the rest, which attention (row_attention) must read at every step (a step that did
+    not is an error at the next).
     """
     import torch
     from transformers.cache_utils import Cache, DynamicLayer
