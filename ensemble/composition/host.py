@@ -491,13 +491,20 @@ class ExpertHost:
     def _prefill(self, cache: Any, ids: Any, mask: Any, experts: list[str]) -> None:
         """Run `ids` (left-padded; `mask` may run one position further) through the model into `cache`,
         PREFILL_CHUNK positions at a time, each numbered from the mask (padding skipped) as the token loop
-        numbers the rest."""
+        numbers the rest. On a CPU a chunk leaves out the rows that are all padding there (a short prompt's
+        first chunks): their states would only be masked, and with the padding aligned to whole chunks a row's
+        states are the same bits either way (as a row prefilled alone is)."""
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        pads = (mask == 0).sum(-1).tolist()
+        skip = self.pad_multiple % PREFILL_CHUNK == 0
         with self._experts(experts) as select:
-            kwargs = select(range(len(experts)))
             for start in range(0, ids.shape[1], PREFILL_CHUNK):
                 end = min(start + PREFILL_CHUNK, ids.shape[1])
-                self._forward(cache, ids[:, start:end], mask[:, :end], positions[:, start:end], kwargs)
+                live = [i for i, p in enumerate(pads) if p < end or not skip]
+                cache.only(live if len(live) < len(pads) else None, len(pads))
+                kwargs = select(live)
+                self._forward(cache, ids[live, start:end], mask[live, :end], positions[live, start:end], kwargs)
+        cache.only(None, len(pads))
 
     def _forward(self, cache: Any, ids: Any, mask: Any, positions: Any, adapters: dict[str, Any]) -> Any:
         """One forward pass of `ids` (positions numbered `positions`) into `cache`, only the last position's

@@ -46,11 +46,14 @@ def narrow_cache(storage_dtype: Any, max_length: int, *, split: bool = False) ->
         runs: list[tuple[int, int, int]] = []
         prompt: SharedPrompt | None = None
         unread = False  # split: attention did not read the prompt part of the last update
+        live: list[int] | None = None  # the rows an update holds states for (None: all), of `rows` rows
+        rows = 0
 
         def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
             self.dtype, self.device = key_states.dtype, key_states.device
-            self.keys = buffer(key_states, key_states.shape[0], max_length, storage_dtype)
-            self.values = buffer(value_states, value_states.shape[0], max_length, storage_dtype)
+            rows = self.rows or key_states.shape[0]
+            self.keys = buffer(key_states, rows, max_length, storage_dtype)
+            self.values = buffer(value_states, rows, max_length, storage_dtype)
             self.is_initialized = True
 
         def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
@@ -62,15 +65,24 @@ def narrow_cache(storage_dtype: Any, max_length: int, *, split: bool = False) ->
                 room = end - self.keys.shape[-2]
                 self.keys = torch.cat([self.keys, buffer(self.keys, self.keys.shape[0], room)], 2)
                 self.values = torch.cat([self.values, buffer(self.values, self.values.shape[0], room)], 2)
-            self.keys[:, :, at:end] = key_states
-            self.values[:, :, at:end] = value_states
+            if self.live is None:
+                self.keys[:, :, at:end] = key_states
+                self.values[:, :, at:end] = value_states
+            else:  # a prefill chunk of some rows: the others are padding there, zeros never attended
+                self.keys[:, :, at:end] = 0
+                self.values[:, :, at:end] = 0
+                self.keys[self.live, :, at:end] = key_states.to(self.keys.dtype)
+                self.values[self.live, :, at:end] = value_states.to(self.values.dtype)
             self.length += key_states.shape[-2]
             if self.owner is not None and not split:
                 return self._widen(self.prompt_keys, self.keys, end), self._widen(self.prompt_values, self.values, end)
             if self.owner is not None:  # split: attention reads the prompt's part from `prompt`
                 self.check_read()
                 self.unread = True
-            return self.keys[:, :, :end].to(self.dtype), self.values[:, :, :end].to(self.dtype)
+            keys, values = self.keys[:, :, :end], self.values[:, :, :end]
+            if self.live is not None:
+                keys, values = keys[self.live], values[self.live]
+            return keys.to(self.dtype), values.to(self.dtype)
 
         def _widen(self, prompt: torch.Tensor, own: torch.Tensor, end: int) -> torch.Tensor:
             out = own.new_empty((own.shape[0], own.shape[1], self.length, own.shape[3]), dtype=self.dtype)
@@ -127,10 +139,21 @@ def narrow_cache(storage_dtype: Any, max_length: int, *, split: bool = False) ->
                 self.length = max(self.shared, self.length + tokens_to_remove)
 
     class NarrowCache(Cache):
+        live: list[int] | None = None
+        rows = 0
+
         def update(self, key_states: Any, value_states: Any, layer_idx: int, *args: Any, **kwargs: Any) -> Any:
             if split and 0 < layer_idx <= len(self.layers):
                 self.layers[layer_idx - 1].check_read()  # the layer before, in this same pass
+            while len(self.layers) <= layer_idx:
+                self.layers.append(NarrowLayer())
+            self.layers[layer_idx].live, self.layers[layer_idx].rows = self.live, self.rows
             return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+        def only(self, live: list[int] | None, rows: int) -> None:
+            """The following passes (a prefill's) hold rows `live` of the cache's `rows` rows (None: every row);
+            the others keep zeros at those positions, as padding that is never attended."""
+            self.live, self.rows = live, rows
 
         def shared_prompt(self, layer: int) -> SharedPrompt | None:
             """Layer `layer`'s shared prompt where `update` left it out (split), else None."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ensemble.composition.host import ExpertHost, exempt_token
+from ensemble.composition.host import ExpertHost, exempt_token, padded_width
 from ensemble.composition.types import Request, Sampling
 
 PROMPTS = ["우리 가족은 저녁마다 식탁에 모인다.", "친구와 나는 학교 운동장에서 만났다.", "봄이 오면"]
@@ -99,9 +99,16 @@ def test_candidates_sharing_a_prompt_equal_each_candidate_alone(request, path):
         batched = host.generate(reqs)
     finally:
         hook.remove()
-    # The prompts ran once each, not once per candidate; then every row decoded, rows leaving as they end.
+    # The prompts ran once each, not once per candidate, and a chunk of 16 positions left out the prompts that
+    # are all padding there; then every row decoded, rows leaving as they end.
     first_step = next(k for k, b in enumerate(batches) if b[0] == len(reqs))
-    assert first_step > 0 and all(b[0] == len(PROMPTS) for b in batches[:first_step])
+    lengths = [len(host._encode(r, r.sampling.max_new_tokens).ids) for r in reqs[::3]]
+    width = padded_width(max(lengths), host.pad_multiple)
+    chunks = [(at, min(at + 16, width - 1)) for at in range(0, width - 1, 16)]
+    assert [tuple(b) for b in batches[:first_step]] == [
+        (sum(width - n < end for n in lengths), end - at) for at, end in chunks
+    ]
+    assert batches[0][0] < len(PROMPTS) == batches[first_step - 1][0]  # the short prompts joined later
     rows_per_step = [b[0] for b in batches[first_step:]]
     assert rows_per_step == sorted(rows_per_step, reverse=True)
     alone = [host.generate([r])[0] for r in reqs]
