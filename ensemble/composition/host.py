@@ -352,7 +352,7 @@ class ExpertHost:
             idx = groups[(weights, max_new)]
             encoded = {i: self._encode(requests[i], max_new) for i in idx}
             width = padded_width(max(len(e.ids) for e in encoded.values()), self.pad_multiple)
-            prompts = len({(requests[i].expert, tuple(encoded[i].ids)) for i in idx})
+            prompts = len({prompt_key(requests[i], encoded[i]) for i in idx})
             limit = self.max_batch or self.rows_within_budget(len(idx), width, max_new, prompts)
             size = -(-len(idx) // -(-len(idx) // limit))  # equal chunks: 21 rows by 8 → 7, 7, 7
             for at in range(0, len(idx), size):
@@ -436,7 +436,7 @@ class ExpertHost:
         # distinct (prompt, expert) and handed to every row that shares them; the token loop does the last one.
         # With the row attention a lone row's prompt is handed over too, so that it attends as a shared one does.
         owner: dict[tuple[str, tuple[int, ...]], int] = {}
-        rows_of = [owner.setdefault((r.expert, tuple(e.ids)), len(owner)) for r, e in zip(reqs, encoded, strict=True)]
+        rows_of = [owner.setdefault(prompt_key(r, e), len(owner)) for r, e in zip(reqs, encoded, strict=True)]
         share = len(owner) < len(reqs) or self.row_attention
         experts = [r.expert for r in reqs]
         # Our prompts start with the end-of-text token, which is also the pad token: transformers then warns
@@ -532,6 +532,11 @@ def padded_width(longest: int, multiple: int) -> int:
 class Encoded(NamedTuple):
     ids: list[int]
     head: int  # the leading ids that are not text: the start token and the request's prefix
+
+
+def prompt_key(request: Request, encoded: Encoded) -> tuple[str, tuple[int, ...]]:
+    """Rows with the same key share one prompt's computation and KV states (and the KV budget counts it once)."""
+    return request.expert, tuple(encoded.ids)
 
 
 def generation(tokenizer: Any, new_ids: Sequence[int], logprobs: Sequence[float]) -> Generation:
