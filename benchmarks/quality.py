@@ -107,6 +107,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], bool]] = {
     "topic-steering-0": ({"topic_weight": 0.0}, True),
     "topic-steering-1": ({"topic_weight": 1.0}, True),
     "topic-steering-3": ({"topic_weight": 3.0}, True),
+    "topic-steering-5": ({"topic_weight": 5.0}, True),
     "defaults-all-vocabulary": ({"vocabulary": "all"}, True),
     "defaults-all-vocabulary-fp32": ({"vocabulary": "all", "precision": "fp32"}, True),
     "no-repeat-4": (
