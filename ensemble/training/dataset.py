@@ -18,6 +18,9 @@ CONDITION_TOKENS = (TOPIC_TOKEN, TEXT_TOKEN)
 CONDITION_FORMAT = f"{TOPIC_TOKEN} {{name}} {TEXT_TOKEN} {{text}}"
 
 _SPLIT_SALT = "ensemble-split-v1"
+# How passages become training samples; part of an expert's identity, so a change retrains (2: every block opens
+# with the base's <bos>).
+SAMPLE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def make_sequences(
     the name is droppable. A `bos_id` other than `eos_id` (Gemma's `<bos>`, Llama's `<s>`) opens each
     sequence, out of the loss: compose and evaluation open every prompt with it, and such bases were
     pretrained on documents that start with it."""
-    start = [bos_id] if bos_id is not None and bos_id != eos_id else []
+    start = start_ids(bos_id, eos_id)
     out = []
     for ids in passages:
         body = list(ids) + [eos_id]
@@ -149,26 +152,45 @@ def make_sequences(
     return out
 
 
-def _chunks(seq: Sample, block_size: int) -> list[Sample]:
-    n = block_size
-    return [
-        Sample(seq.ids[i : i + n], seq.in_loss[i : i + n], seq.droppable[i : i + n]) for i in range(0, len(seq.ids), n)
-    ]
+def start_ids(bos_id: int | None, eos_id: int) -> list[int]:
+    """The token a base's every document opens with: its `<bos>` where that is not its end-of-text token."""
+    return [bos_id] if bos_id is not None and bos_id != eos_id else []
 
 
-def pack(seqs: Sequence[Sample], block_size: int) -> list[Sample]:
-    """Concatenate the sequences (EOS-separated), cut into `block_size` blocks; the last may be short."""
+def _chunks(seq: Sample, block_size: int, start: Sequence[int] = ()) -> list[Sample]:
+    """`seq` cut into blocks of at most `block_size`; with `start`, a block that does not open with it gets it
+    (out of the loss): a base pretrained on documents that start with `<bos>` reads text without it as a
+    broken input (Gemma 3: perplexity ~5x), and an adapter trained on such blocks mostly learns to cope."""
+    head = list(start)
+    out = []
+    i = 0
+    while i < len(seq.ids):
+        if not head or seq.ids[i : i + len(head)] == head:
+            n = block_size
+            out.append(Sample(seq.ids[i : i + n], seq.in_loss[i : i + n], seq.droppable[i : i + n]))
+        else:
+            n = block_size - len(head)
+            pad = [False] * len(head)
+            out.append(Sample(head + seq.ids[i : i + n], pad + seq.in_loss[i : i + n], pad + seq.droppable[i : i + n]))
+        i += n
+    return out
+
+
+def pack(seqs: Sequence[Sample], block_size: int, start: Sequence[int] = ()) -> list[Sample]:
+    """Concatenate the sequences (EOS-separated), cut into `block_size` blocks, each opening with `start`; the
+    last may be short."""
     joined = Sample([], [], [])
     for s in seqs:
         joined.ids += s.ids
         joined.in_loss += s.in_loss
         joined.droppable += s.droppable
-    return [c for c in _chunks(joined, block_size) if any(c.in_loss)] if joined.ids else []
+    return [c for c in _chunks(joined, block_size, start) if any(c.in_loss)] if joined.ids else []
 
 
-def per_passage(seqs: Sequence[Sample], block_size: int) -> list[Sample]:
-    """One sample per passage; a passage longer than a block continues in further samples."""
-    return [c for s in seqs for c in _chunks(s, block_size) if any(c.in_loss)]
+def per_passage(seqs: Sequence[Sample], block_size: int, start: Sequence[int] = ()) -> list[Sample]:
+    """One sample per passage; a passage longer than a block continues in further samples, each opening with
+    `start`."""
+    return [c for s in seqs for c in _chunks(s, block_size, start) if any(c.in_loss)]
 
 
 def drop_condition_tokens(seq: Sample, keep_prob: float, rng: random.Random) -> Sample:

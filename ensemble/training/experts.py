@@ -25,11 +25,13 @@ from .config import TopicsFile, TopicSpec, TrainParams, load_topics
 from .dataset import (
     CONDITION_FORMAT,
     CONDITION_TOKENS,
+    SAMPLE_FORMAT,
     DataPassage,
     LMDataset,
     make_sequences,
     pack,
     per_passage,
+    start_ids,
 )
 from .dtypes import dtype_name, hold_dtypes, load_dtype, parameter_dtypes
 from .registry import MANIFEST_FORMAT, ExpertManifest, expert_dir, read_manifest
@@ -91,6 +93,7 @@ def _plan(topics: TopicsFile, topic: TopicSpec, model_type: str | None = None) -
         "theme": topics.theme,
         "files": extra,
         "name": topic.name,
+        "samples": SAMPLE_FORMAT,
     }
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     return Plan(topic, params, precision, ds, digest)
@@ -112,7 +115,9 @@ def _datasets(tokenizer: Any, topic: TopicSpec, params: TrainParams, data: Exper
     def build(ps: list[DataPassage]) -> list[Any]:
         ids = tokenizer([p.text for p in ps], add_special_tokens=False)["input_ids"]
         seqs = make_sequences(ids, tokenizer.eos_token_id, condition, bos_id=tokenizer.bos_token_id)
-        return pack(seqs, params.block_size) if params.packing else per_passage(seqs, params.block_size)
+        start = start_ids(tokenizer.bos_token_id, tokenizer.eos_token_id)
+        chunk = pack if params.packing else per_passage
+        return chunk(seqs, params.block_size, start)
 
     keep = params.condition.keep_prob if condition else 1.0
     return LMDataset(build(data.train), keep, params.seed), LMDataset(build(data.val))

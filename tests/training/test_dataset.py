@@ -15,6 +15,7 @@ from ensemble.training.dataset import (
     pack,
     per_passage,
     split_train_val,
+    start_ids,
     text_hash,
 )
 from ensemble.training.schedule import block_lr, lowest_trainable, unfreeze_plan
@@ -90,6 +91,21 @@ def test_a_start_token_other_than_eos_opens_each_sequence_out_of_the_loss():
     assert drop_condition_tokens(s, 0.0, random.Random(0)).ids == [BOS, TOPIC, TEXT, 11, EOS]
     # GPT-2's start token is its end-of-text token: passages are already packed after it.
     assert [s.ids for s in make_sequences([[11]], EOS, bos_id=EOS)] == [[11, EOS]]
+
+
+def test_every_block_opens_with_the_start_token_out_of_the_loss_packed_or_per_passage():
+    BOS, EOS = 2, 1
+    seqs = make_sequences([[11, 12, 13], [14, 15, 16, 17, 18]], EOS, bos_id=BOS)
+    start = start_ids(BOS, EOS)
+    packed = pack(seqs, 4, start)
+    assert [s.ids for s in packed] == [[BOS, 11, 12, 13], [BOS, EOS, BOS, 14], [BOS, 15, 16, 17], [BOS, 18, EOS]]
+    assert all(s.ids[0] == BOS and not s.in_loss[0] for s in packed)
+    # Every text token and end-of-text is learned exactly once, the start tokens never.
+    learned = [t for s in packed for t, m in zip(s.ids, s.in_loss, strict=True) if m]
+    assert learned == [11, 12, 13, EOS, 14, 15, 16, 17, 18, EOS]
+    single = per_passage(seqs, 4, start)
+    assert [s.ids for s in single] == [[BOS, 11, 12, 13], [BOS, EOS], [BOS, 14, 15, 16], [BOS, 17, 18, EOS]]
+    assert start_ids(EOS, EOS) == [] and start_ids(None, EOS) == []  # GPT-2: packed after end-of-text as before
 
 
 def test_condition_dropout_is_redrawn_each_epoch_but_reproducible():
