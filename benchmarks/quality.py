@@ -20,7 +20,7 @@ Options for another base, corpus and topics:
 - --base DIR: a pretrained causal LM (a transformers directory, or a hub id already cached) instead of the
   pretrain-base model: the project is made by `init_project(dest, base_model=DIR)` (`ensemble init
   --base-model`), so ensemble.yaml names it and topics.yaml gets the pretrained-base training defaults
-  (learning rate 2e-4, 3 epochs, top_k 50, micro-batch 1 x 8, gradient checkpointing, block size); no
+  (learning rate 1e-3, 3 epochs, top_k 50, micro-batch 1 x 8, gradient checkpointing, block size); no
   pretrain-base is run. Mind the base's licence (nothing of it is written into this repository). With
   --corpus too, block_size is measured again on that corpus (init measured the example's).
 - --corpus PATH: the project's `corpus:` is this file or directory instead of the example corpus (a topics file

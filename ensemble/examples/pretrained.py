@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 PRETRAINED_DEFAULTS: dict[str, tuple[object, str]] = {
     "top_k": (50, "passages per query: a pretrained base needs more text, and only query matches count"),
     "epochs": (3, "a pretrained base adapts in 2-3 passes; the best validation is kept, patience stops early"),
-    "learning_rate": (2.0e-4, "LoRA on a pretrained base: 1e-4..3e-4; the tiny base's 0.01 wrecks one"),
+    "learning_rate": (1.0e-3, "LoRA on a pretrained base and a few hundred passages; the tiny base's 0.01 wrecks one"),
     "micro_batch_size": (1, "a real base's activations: keep the micro-batch small ..."),
     "grad_accum": (8, "... and accumulate: 8 samples per optimizer step"),
     "gradient_checkpointing": (True, "recompute activations: a real base fits in less memory"),

@@ -75,7 +75,7 @@ def test_init_with_a_base_model_writes_settings_for_a_pretrained_base(tmp_path, 
     cfg = load_project(tmp_path / "proj" / "ensemble.yaml")
     assert cfg.base_model_path == str(base.resolve())  # absolute: the yaml's paths are relative to the yaml
     params = load_topics(tmp_path / "proj" / "topics.yaml").defaults
-    assert params.lr == 2e-4 and params.epochs == 3 and params.top_k == 50
+    assert params.lr == 1e-3 and params.epochs == 3 and params.top_k == 50
     assert params.micro_batch_size * params.grad_accum == 8
     assert params.block_size == 256  # two long passages want more, but the model has 256 positions
 
