@@ -15,12 +15,15 @@ from transformers import TrainerCallback
 PROMPT = "우리 가족은 저녁마다 식탁에 모인다."
 
 
-class FirstSample(TrainerCallback):
+class SampleHeads(TrainerCallback):
+    """The first token of every training sample, per expert trained."""
+
     def __init__(self) -> None:
-        self.ids: list[list[int]] = []
+        self.heads: list[list[int]] = []
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kw):
-        self.ids.append(train_dataloader.dataset[0]["input_ids"])
+        data = train_dataloader.dataset
+        self.heads.append([data[i]["input_ids"][0] for i in range(len(data))])
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
@@ -37,10 +40,10 @@ def test_lora_and_freeze_experts_train_compose_and_score_on_the_base(tmp_path, f
     project = Project(tmp_path, base)
     topics = project.topics(
         [topic("family", method="lora"), topic("nature", method="freeze", freeze={"layers": 1})],
-        defaults={"max_steps": 3, "learning_rate": 1e-2},
+        defaults={"max_steps": 3, "learning_rate": 1e-2, "block_size": 16},
     )
-    first = FirstSample()
-    family, nature = train_experts(project.cfg, topics, callbacks=[first])
+    heads = SampleHeads()
+    family, nature = train_experts(project.cfg, topics, callbacks=[heads])
     assert family.method == "lora" and nature.method == "freeze" and family.steps == nature.steps == 3
     experts = project.root / "work" / "experts"
     config = yaml.safe_load((experts / "family" / "adapter" / "adapter_config.json").read_text())
@@ -49,9 +52,11 @@ def test_lora_and_freeze_experts_train_compose_and_score_on_the_base(tmp_path, f
     assert any(".layers.1." in n for n in trained) and not any(".layers.0." in n or "embed" in n for n in trained)
 
     model, tok = AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
-    # Passages open with the start token the host and the evaluation put before every prompt: Gemma's <bos>.
-    # The byte-level BPE's start token is its end-of-text token, which packing already puts between passages.
-    assert [ids[0] == tok.bos_token_id for ids in first.ids] == [arch == "gemma3"] * 2
+    # Every sample, also one cut mid-passage, opens with the start token the host and the evaluation put before
+    # every prompt: Gemma's <bos>. The byte-level BPE's start token is its end-of-text token, which packing
+    # already puts between passages.
+    assert all(len(h) > 3 for h in heads.heads)  # 16-token blocks: most start mid-passage
+    assert [all(t == tok.bos_token_id for t in h) for h in heads.heads] == [arch == "gemma3"] * 2
     host = ExpertHost(
         model,
         tok,
